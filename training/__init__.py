@@ -1,0 +1,1 @@
+"""The shared trainer (installed as `modalzoo.training`)."""
