@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 MODALITIES = ("image", "audio", "speech", "3d", "cad")
@@ -65,8 +64,8 @@ class ComputedBuffers:
     """Mixin for modules whose non-persistent buffers are derived from the config.
 
     `from_pretrained` builds models on the meta device and never loads non-persistent buffers, so
-    they would hold garbage; `ModalTokenizer._init_weights` calls `computed_buffers()` and copies
-    the fresh values in.
+    they would hold garbage; `ModalTokenizer.initialize_weights` calls `computed_buffers()` and
+    copies the fresh values in.
     """
 
     def computed_buffers(self) -> dict[str, torch.Tensor]:
@@ -165,12 +164,6 @@ class ModalTokenizer(PreTrainedModel):
         # Runs for fresh models and, under from_pretrained, only for modules with missing keys;
         # torch's init functions are guarded by the `_is_hf_initialized` flag at that point, so
         # loaded tensors are never overwritten.
-        if isinstance(module, ComputedBuffers):
-            for name, value in module.computed_buffers().items():
-                buffer = module.get_buffer(name)
-                if buffer.device.type == "meta":
-                    continue
-                init.copy_(buffer, value.to(dtype=buffer.dtype, device=buffer.device))
         if isinstance(module, nn.MultiheadAttention):
             module._reset_parameters()
         elif hasattr(module, "reset_parameters") and not isinstance(module, PreTrainedModel):
@@ -179,3 +172,15 @@ class ModalTokenizer(PreTrainedModel):
 
     def _init_family_weights(self, module: nn.Module) -> None:
         """Hook for parameters that belong to no torch module type (learned tokens, codebooks)."""
+
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        # transformers skips modules that own no tensors directly, so computed buffers of nested
+        # modules are restored here, after every init and load path.
+        for module in self.modules():
+            if isinstance(module, ComputedBuffers):
+                for name, value in module.computed_buffers().items():
+                    buffer = module.get_buffer(name)
+                    if buffer.device.type != "meta":
+                        buffer.copy_(value.to(dtype=buffer.dtype, device=buffer.device))

@@ -98,7 +98,7 @@ class ModalImageProcessor(BaseImageProcessor):
         if array.shape[0] == 0 or array.shape[1] == 0:
             raise ValueError(f"image is empty (shape {array.shape})")
         if array.dtype == np.uint8:
-            pixels = torch.from_numpy(np.ascontiguousarray(array))
+            pixels = torch.from_numpy(np.array(array, copy=True))
         elif np.issubdtype(array.dtype, np.floating):
             _check_finite(array, "image")
             if array.min() < 0.0 or array.max() > 1.0:
@@ -174,6 +174,7 @@ class ModalAudioFeatureExtractor(SequenceFeatureExtractor):
     model_input_names = ["input_values", "padding_mask"]
 
     def __init__(self, sampling_rate: int = 24000, hop_length: int = 320, padding_value: float = 0.0, **kwargs):
+        kwargs.pop("feature_size", None)  # always mono; saved configs carry it
         super().__init__(feature_size=1, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.hop_length = int(hop_length)
 

@@ -20,14 +20,18 @@ class FiniteScalarQuantizer(nn.Module, ComputedBuffers):
     def __init__(self, *, levels: list[int], dim: int | None = None):
         super().__init__()
         self.levels = list(levels)
-        self.fsq = FSQ(levels=self.levels, dim=dim)
+        # FSQ calls .item() while building its buffers, which fails under the meta device that
+        # from_pretrained constructs models on; they are tiny, so build them on the CPU.
+        with torch.device("cpu"):
+            self.fsq = FSQ(levels=self.levels, dim=dim)
         self.codebook_size = int(self.fsq.codebook_size)
 
     def computed_buffers(self) -> dict[str, torch.Tensor]:
         # FSQ keeps its levels, basis and implicit codebook as non-persistent buffers.
         levels = torch.tensor(self.levels, dtype=torch.int32)
         basis = torch.cumprod(torch.tensor([1] + self.levels[:-1]), dim=0, dtype=torch.int32)
-        fresh = FSQ(levels=self.levels)
+        with torch.device("cpu"):
+            fresh = FSQ(levels=self.levels)
         return {"fsq._levels": levels, "fsq._basis": basis, "fsq.implicit_codebook": fresh.implicit_codebook}
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:

@@ -1,0 +1,196 @@
+"""`modalzoo` command line: list, info, encode, decode, convert."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def load_model_and_processor(spec: str):
+    """`spec` is a registered variant name (random init), a local folder or a Hub repo id."""
+    from transformers import AutoModel
+
+    from .registry import VARIANTS, create_model, create_processor
+
+    if spec in VARIANTS:
+        model = create_model(spec)
+        return model, create_processor(model.config)
+    model = AutoModel.from_pretrained(spec).eval()
+    return model, load_processor(spec, model)
+
+
+def load_processor(spec: str, model):
+    from transformers import AutoFeatureExtractor, AutoImageProcessor
+
+    from .registry import create_processor
+
+    auto = AutoImageProcessor if model.modality == "image" else AutoFeatureExtractor
+    try:
+        return auto.from_pretrained(spec)
+    except OSError:
+        # A converted folder without a processor file: the config fully determines it.
+        return create_processor(model.config)
+
+
+def model_facts(model) -> dict:
+    config = model.config
+    facts = {
+        "family": config.model_type,
+        "variant": config.variant,
+        "modality": model.modality,
+        "codebook_sizes": model.codebook_sizes,
+        "num_codebooks": model.num_codebooks,
+        "token_rate": model.token_rate,
+        "max_tokens": model.max_tokens,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(model.dtype).removeprefix("torch."),
+    }
+    if model.token_rate is not None:
+        facts["bitrate_bps"] = model.token_rate * sum(math.log2(size) for size in model.codebook_sizes)
+    elif model.max_tokens is not None:
+        facts["bits_per_item"] = model.max_tokens * sum(math.log2(size) for size in model.codebook_sizes)
+    for field in ("sampling_rate", "hop_length", "image_size"):
+        if hasattr(config, field):
+            facts[field] = getattr(config, field)
+    return facts
+
+
+def cmd_list(args) -> int:
+    from .registry import list_models
+
+    rows = list_models(family=args.family, modality=args.modality)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'name':32} {'modality':8} {'codebooks':22} {'rate/tokens':>12}  description"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        sizes = "x".join(str(s) for s in row["codebook_sizes"])
+        if len(sizes) > 22:
+            sizes = f"{len(row['codebook_sizes'])}x{row['codebook_sizes'][0]}"
+        rate = f"{row['token_rate']:g}/s" if row["token_rate"] else f"{row['max_tokens']} tok"
+        print(f"{row['name']:32} {row['modality']:8} {sizes:22} {rate:>12}  {row['description']}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    model, _ = load_model_and_processor(args.model)
+    facts = model_facts(model)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        for key, value in facts.items():
+            print(f"{key:16} {value}")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from .file_io import read_item
+
+    model, processor = load_model_and_processor(args.model)
+    inputs = processor(**read_item(args.file, model.modality), return_tensors="pt")
+    with torch.inference_mode():
+        encoded = model.encode(**inputs)
+    if encoded.codes is None:
+        raise SystemExit(f"{args.model} is a continuous tokenizer: it returns latents, not codes")
+    codes = encoded.codes[0]
+    if encoded.codes_mask is not None:
+        codes = codes[:, encoded.codes_mask[0].bool()]
+    output = Path(args.output or Path(args.file).with_suffix(".codes.npy"))
+    np.save(output, codes.cpu().numpy().astype(np.int64))
+    print(f"{args.file}: codes {tuple(codes.shape)} (codebooks x positions) -> {output}")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from .file_io import write_item
+
+    model, processor = load_model_and_processor(args.model)
+    codes = np.load(args.codes)
+    if codes.ndim != 2:
+        raise SystemExit(f"{args.codes} must hold codes [codebooks, positions], got shape {codes.shape}")
+    with torch.inference_mode():
+        decoded = model.decode(torch.from_numpy(codes.astype(np.int64))[None])
+    path = write_item(processor, decoded.values, decoded.values_mask, args.output, model.modality)
+    print(f"{args.codes}: decoded -> {path}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    try:
+        converter = importlib.import_module(f"modalzoo.conversion.{args.family}")
+    except ModuleNotFoundError:
+        raise SystemExit(f"no converter for family {args.family!r}") from None
+    options = {"variant": args.variant, "config": args.config}
+    if args.trust_pickle:
+        options["trust_pickle"] = True
+    summary = converter.convert_checkpoint(args.checkpoint, args.output, **options)
+    print(f"converted {args.checkpoint} -> {args.output}")
+    print(f"  keys mapped: {summary['mapped']}")
+    for key, reason in sorted(summary.get("dropped", {}).items()):
+        print(f"  dropped {key}: {reason}")
+    if summary.get("missing"):
+        print(f"  missing: {', '.join(summary['missing'])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modalzoo", description="Multimodal tokenizers: list, inspect, encode, decode, convert.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="registered families and variants")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--family")
+    listing.add_argument("--modality")
+    listing.set_defaults(run=cmd_list)
+
+    info = commands.add_parser("info", help="facts about a model (variant name, folder or Hub repo)")
+    info.add_argument("model")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(run=cmd_info)
+
+    encode = commands.add_parser("encode", help="file -> codes.npy")
+    encode.add_argument("file")
+    encode.add_argument("--model", required=True)
+    encode.add_argument("--output")
+    encode.set_defaults(run=cmd_encode)
+
+    decode = commands.add_parser("decode", help="codes.npy -> file")
+    decode.add_argument("codes")
+    decode.add_argument("--model", required=True)
+    decode.add_argument("--output", required=True)
+    decode.set_defaults(run=cmd_decode)
+
+    convert = commands.add_parser("convert", help="original checkpoint -> Hub-ready folder")
+    convert.add_argument("family")
+    convert.add_argument("--checkpoint", required=True)
+    convert.add_argument("--config")
+    convert.add_argument("--output", required=True)
+    convert.add_argument("--variant")
+    convert.add_argument("--trust-pickle", action="store_true", help="allow pickled objects outside the allow-list (runs their code)")
+    convert.set_defaults(run=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers.utils import logging as transformers_logging
+
+    args = build_parser().parse_args(argv)
+    transformers_logging.disable_progress_bar()
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        print(f"modalzoo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

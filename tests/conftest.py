@@ -1,0 +1,51 @@
+"""Shared fixtures: real data that ships offline (scikit-image photographs, espeak-ng speech)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def photographs() -> list[np.ndarray]:
+    """Real photographs of different sizes: astronaut 512x512, coffee 400x600, camera 512x512 (gray)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.camera()]
+
+
+def synthesize_speech(path: Path, text: str) -> tuple[np.ndarray, int]:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (.ci/run installs it with apt-get)")
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
+    samples, rate = soundfile.read(path, dtype="float32")
+    return samples, rate
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory) -> tuple[list[np.ndarray], int]:
+    """Two real synthesized utterances of different lengths at espeak-ng's 22.05 kHz."""
+    folder = tmp_path_factory.mktemp("speech")
+    first, rate = synthesize_speech(folder / "a.wav", "The quick brown fox jumps over the lazy dog.")
+    second, _ = synthesize_speech(folder / "b.wav", "Tokenizers turn sound into codes.")
+    return [first, second], rate
+
+
+@pytest.fixture(scope="session")
+def speech_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("speech_file") / "hello.wav"
+    synthesize_speech(path, "Hello from the model zoo.")
+    return path
