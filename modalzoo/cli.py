@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers_logging.disable_progress_bar()
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, OSError, KeyError) as error:
         print(f"modalzoo {args.command}: error: {error}", file=sys.stderr)
         return 2
 

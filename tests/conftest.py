@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Tests never reach the real Hub: set before huggingface_hub reads its constants. Hub tests
+# point HF_ENDPOINT at the local server they start and lift this for their own subprocesses.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 import shutil
 import subprocess
 from pathlib import Path
