@@ -1,3 +1,5 @@
 """Every family; importing this package registers them all with the Auto classes."""
 
 from . import reference  # noqa: F401
+from . import titok  # noqa: F401
+from . import one_d_piece  # noqa: F401
