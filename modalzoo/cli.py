@@ -1,4 +1,4 @@
-"""`modalzoo` command line: list, info, encode, decode, convert."""
+"""`modalzoo` command line: list, info, encode, decode, convert, train."""
 
 from __future__ import annotations
 
@@ -142,6 +142,77 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .training import load_recipe, train
+
+    config = load_recipe(args.recipe, args.overrides)
+    result = train(config, resume=not args.no_resume, push_to_hub=args.push_to_hub)
+    if result["final_dir"] is not None:
+        print(f"trained {config.model.name} for {config.steps} steps -> {result['final_dir']}")
+        if args.push_to_hub:
+            print(f"pushed to {args.push_to_hub}")
+    return 0
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _options(pairs: list[str] | None) -> dict:
+    """KEY=VALUE pairs; values are read as JSON when they parse (numbers, true, null)."""
+    options = {}
+    for pair in pairs or []:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def cmd_eval(args) -> int:
+    import re
+
+    from .evaluation import evaluate, format_table, iter_items, protocol_for
+
+    model, processor = load_model_and_processor(args.model)
+    protocol = protocol_for(model, batch_size=args.batch_size, max_seconds=args.max_seconds)
+    items = iter_items(args.data, model.modality, split=args.split, max_items=args.max_items)
+    result = evaluate(
+        model, processor, items, protocol=protocol, metrics=_split(args.metrics) or None, device=args.device,
+        encode_options=_options(args.encode_option), decode_options=_options(args.decode_option),
+        model_name=args.model, dataset=args.data, split=args.split,
+    )
+    print(format_table(result))
+    slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "_", str(part)).strip("_") for part in (Path(args.model).name, Path(args.data).name))
+    output = Path(args.output or Path("eval_results") / f"{slug}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {output}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .evaluation.benchmark import BenchSettings, default_models, render_markdown, run_benchmark, write_outputs
+
+    models = _split(args.models) or default_models(_split(args.families), tiny=args.smoke or args.tiny)
+    settings = {"device": args.device, "dtype": args.dtype, "compile": args.compile, "encode_options": _options(args.encode_option)}
+    settings.update({key: value for key, value in (("repeats", args.repeats), ("warmup", args.warmup), ("audio_seconds", args.audio_seconds)) if value is not None})
+    if args.batch:
+        settings["batch_sizes"] = tuple(int(size) for size in _split(args.batch))
+    settings = BenchSettings.for_smoke(**settings) if args.smoke else BenchSettings(**settings)
+    result = run_benchmark(
+        models, settings, loader=load_model_and_processor, compare_original=args.compare_original,
+        original_plugin=args.original_plugin, log=lambda message: print(message, file=sys.stderr),
+    )
+    paths = write_outputs(result, args.output_dir)
+    print(render_markdown(result))
+    print("-> " + ", ".join(str(path) for path in paths.values()))
+    return 0 if any("error" not in row for row in result["rows"]) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modalzoo", description="Multimodal tokenizers: list, inspect, encode, decode, convert.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--variant")
     convert.add_argument("--trust-pickle", action="store_true", help="allow pickled objects outside the allow-list (runs their code)")
     convert.set_defaults(run=cmd_convert)
+
+    train = commands.add_parser(
+        "train",
+        help="train a tokenizer from a recipe (multi-process: accelerate launch -m modalzoo.cli train ...)",
+    )
+    train.add_argument("recipe", help="recipe YAML, or the name of a bundled recipe (training/recipes)")
+    train.add_argument("overrides", nargs="*", help="recipe changes as key=value, e.g. optim.lr=3e-4 data.batch_size=4")
+    train.add_argument("--push-to-hub", metavar="REPO", help="push the final model folder to this Hub repo")
+    train.add_argument("--no-resume", action="store_true", help="start afresh even if output_dir holds checkpoints")
+    train.set_defaults(run=cmd_train)
     return parser
 
 
