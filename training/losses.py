@@ -66,8 +66,14 @@ class LeCamEMA(nn.Module):
 
     @torch.no_grad()
     def update(self, real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> None:
-        real = torch.stack([r.float().mean() for r in real_logits]).mean()
-        fake = torch.stack([f.float().mean() for f in fake_logits]).mean()
+        means = torch.stack(
+            [torch.stack([r.float().mean() for r in real_logits]).mean(), torch.stack([f.float().mean() for f in fake_logits]).mean()]
+        )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank keeps the global batch's running means (equal per-rank batches)
+            torch.distributed.all_reduce(means)
+            means /= torch.distributed.get_world_size()
+        real, fake = means
         self.real_mean.mul_(self.decay).add_(real, alpha=1 - self.decay)
         self.fake_mean.mul_(self.decay).add_(fake, alpha=1 - self.decay)
 
