@@ -1,0 +1,1 @@
+"""Blocks reused by several families (SEANet, Vocos, ...); import them from their modules."""

@@ -1,0 +1,101 @@
+"""SEANet encoder (EnCodec's convolutional encoder) from transformers' `EncodecEncoder`.
+
+The EnCodec-derived originals (WavTokenizer, SpeechTokenizer / DM-Codec, ...) vendor Meta's
+`SEANetEncoder`; transformers' `EncodecEncoder` computes the same function (verified bit-exact
+against WavTokenizer's copy) with the same module order, so checkpoints map by renaming:
+`model.{i}.conv.conv.weight_{g,v}` -> `layers.{i}.conv.parametrizations.weight.original{0,1}`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import torch
+from transformers import EncodecConfig
+from transformers.models.encodec.modeling_encodec import EncodecConv1d, EncodecEncoder
+
+from ..modeling_utils import ComputedBuffers
+
+__all__ = ["SEANetEncoder", "seanet_key_from_original"]
+
+
+class SEANetEncoder(EncodecEncoder, ComputedBuffers):
+    """An `EncodecEncoder` built from the argument names of Meta's `SEANetEncoder`.
+
+    `ratios` are given as SEANet does (decoder order); the encoder applies them reversed, so
+    `(8, 5, 4, 2)` downsamples by 2, 4, 5 and then 8. The total stride (`hop_length`) is their product. Input
+    `[B, channels, T]` -> `[B, dimension, ceil(T / stride)]`.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int = 1,
+        dimension: int = 512,
+        num_filters: int = 32,
+        ratios: Sequence[int] = (8, 5, 4, 2),
+        num_residual_layers: int = 1,
+        kernel_size: int = 7,
+        last_kernel_size: int = 7,
+        residual_kernel_size: int = 3,
+        dilation_base: int = 2,
+        compress: int = 2,
+        num_lstm_layers: int = 2,
+        causal: bool = False,
+        pad_mode: str = "reflect",
+        true_skip: bool = False,
+    ):
+        config = EncodecConfig(
+            audio_channels=channels,
+            hidden_size=dimension,
+            num_filters=num_filters,
+            upsampling_ratios=list(ratios),
+            num_residual_layers=num_residual_layers,
+            kernel_size=kernel_size,
+            last_kernel_size=last_kernel_size,
+            residual_kernel_size=residual_kernel_size,
+            dilation_growth_rate=dilation_base,
+            compress=compress,
+            num_lstm_layers=num_lstm_layers,
+            use_causal_conv=causal,
+            pad_mode=pad_mode,
+            use_conv_shortcut=not true_skip,
+            norm_type="weight_norm",
+        )
+        super().__init__(config)
+        self.hop_length = math.prod(ratios)
+
+    def computed_buffers(self) -> dict[str, torch.Tensor]:
+        # Each EncodecConv1d keeps its stride / effective kernel / total padding as non-persistent
+        # buffers, which `from_pretrained` never loads.
+        buffers = {}
+        for name, module in self.named_modules():
+            if isinstance(module, EncodecConv1d):
+                conv = module.conv
+                stride = torch.tensor(conv.stride[0], dtype=torch.int64)
+                kernel_size = torch.tensor((conv.kernel_size[0] - 1) * conv.dilation[0] + 1, dtype=torch.int64)
+                buffers[f"{name}.stride"] = stride
+                buffers[f"{name}.kernel_size"] = kernel_size
+                buffers[f"{name}.padding_total"] = kernel_size - stride
+        return buffers
+
+
+_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+
+
+def seanet_key_from_original(key: str) -> str:
+    """Maps a key relative to an original `SEANetEncoder` (`model.3.block.1.conv.conv.weight_g`,
+    `model.13.lstm.weight_ih_l0`) to the `EncodecEncoder` naming."""
+    match = re.fullmatch(r"model\.(\d+)\.(.+)", key)
+    if match is None:
+        raise KeyError(f"not a SEANet encoder key: {key!r}")
+    index, rest = match.groups()
+    conv = re.fullmatch(r"((?:block\.\d+\.|shortcut\.)?)conv\.conv\.(weight_g|weight_v|bias)", rest)
+    if conv is not None:
+        prefix, name = conv.groups()
+        return f"layers.{index}.{prefix}conv.{_WEIGHT_NORM.get(name, name)}"
+    if re.fullmatch(r"lstm\.(weight|bias)_(ih|hh)_l\d+", rest):
+        return f"layers.{index}.{rest}"
+    raise KeyError(f"unmapped SEANet encoder key: {key!r}")
