@@ -24,6 +24,16 @@ class QuickGELU(nn.Module):
 _ACTIVATIONS = {"gelu": nn.GELU, "quick_gelu": QuickGELU}
 
 
+class QKVProjection(nn.Linear):
+    """The packed query/key/value projection (`3 * hidden_size` rows in q, k, v order), initialised
+    as `nn.MultiheadAttention.in_proj_weight` is: Xavier-uniform weight, zero bias."""
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a packed `qkv` projection, computed by
     `F.scaled_dot_product_attention` (flash / memory-efficient kernels where available)."""
@@ -34,7 +44,7 @@ class SelfAttention(nn.Module):
             raise ValueError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
+        self.qkv = QKVProjection(hidden_size, 3 * hidden_size, bias=bias)
         self.out_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -36,6 +36,15 @@ class EmbeddingQuantizerOutput(QuantizerOutput):
     codebook_loss: torch.Tensor | None = None
 
 
+class Codebook(nn.Embedding):
+    """A code table initialised U(-1/N, 1/N) (N = num_embeddings), as taming-style VQ layers are.
+    The initialisation lives on the module that owns the weight because transformers only
+    initialises (custom-code) modules that hold parameters themselves."""
+
+    def reset_parameters(self) -> None:
+        init.uniform_(self.weight, -1.0 / self.num_embeddings, 1.0 / self.num_embeddings)
+
+
 class EmbeddingVectorQuantizer(nn.Module):
     """Inputs `[B, T, dim]`; codes come back as `[B, 1, T]`.
 
@@ -49,12 +58,7 @@ class EmbeddingVectorQuantizer(nn.Module):
         self.codebook_size = codebook_size
         self.use_l2_norm = use_l2_norm
         self.commitment_cost = commitment_cost
-        self.codebook = nn.Embedding(codebook_size, dim)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # the original's initialisation: U(-1/N, 1/N)
-        init.uniform_(self.codebook.weight, -1.0 / self.codebook_size, 1.0 / self.codebook_size)
+        self.codebook = Codebook(codebook_size, dim)
 
     def _code_vectors(self) -> torch.Tensor:
         weight = self.codebook.weight.float()

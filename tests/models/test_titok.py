@@ -53,6 +53,21 @@ def test_tiny_is_tiny(tiny):
     assert tiny.config.is_legacy and tiny.num_codebooks == 1
 
 
+def test_random_init_follows_the_original():
+    torch.manual_seed(0)
+    model = modalzoo.create_model("titok-tiny", encoder_hidden_size=64, encoder_num_heads=4, codebook_size=4096)
+    layer = model.encoder.transformer.layers[0]
+    assert abs(layer.mlp.fc1.weight.std().item() - 0.02) < 0.002
+    assert torch.all(layer.mlp.fc1.bias == 0) and torch.all(layer.attn.qkv.bias == 0)
+    xavier_bound = (6 / (64 + 3 * 64)) ** 0.5
+    assert 0.9 * xavier_bound < layer.attn.qkv.weight.abs().max() <= xavier_bound
+    assert abs(model.encoder.latent_tokens.std().item() - 64**-0.5) < 0.02
+    assert abs(model.encoder.patch_embed.weight.std().item() - 0.02) < 0.002
+    assert 0.9 / 4096 < model.quantizer.codebook.weight.abs().max() <= 1 / 4096
+    assert model.pixel_code_embedding.weight.abs().max() <= 1 / 64
+    assert torch.all(model.encoder.ln_pre.weight == 1)
+
+
 def test_full_size_variants_build_on_meta():
     with torch.device("meta"):
         model = modalzoo.create_model("titok-l32")
@@ -80,7 +95,9 @@ def test_batch_items_encode_as_alone(tiny, pixels):
         alone = torch.cat([tiny.encode(pixels[i : i + 1]).codes for i in range(3)])
         assert torch.equal(together, alone)
         values = tiny.decode(together).values
-        assert torch.allclose(values[1:2], tiny.decode(together[1:2]).values, atol=1e-5)
+        # mathematically independent; numerically, batch-size-dependent kernels round
+        # differently and the random-init pixel decoder's GroupNorms amplify it
+        assert torch.allclose(values[1:2], tiny.decode(together[1:2]).values, atol=1e-3)
 
 
 def test_codes_are_nearest_l2_normalised_codebook_entries(tiny, pixels):

@@ -20,9 +20,9 @@ from torch import nn
 from transformers import initialization as init
 
 from ...layers.maskgit_vqgan import MaskGitVQGANDecoder
-from ...layers.vit import SelfAttention, Transformer
+from ...layers.vit import QKVProjection, Transformer
 from ...modeling_utils import DecoderOutput, EncoderOutput, ModalTokenizer, TokenizerOutput
-from ...quantizers.embedding_vector_quantizer import EmbeddingVectorQuantizer
+from ...quantizers.embedding_vector_quantizer import Codebook, EmbeddingVectorQuantizer
 from .configuration_titok import TiTokConfig
 
 
@@ -38,6 +38,16 @@ def check_pixel_values(pixel_values: torch.Tensor, image_size: int) -> None:
         )
 
 
+class ViTConv2d(nn.Conv2d):
+    """A convolution of the ViT parts, initialised as the original initialises them (and their
+    linear layers): truncated normal with std 0.02, zero bias."""
+
+    def reset_parameters(self) -> None:
+        init.trunc_normal_(self.weight, mean=0.0, std=0.02)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+
 class TiTokEncoder(nn.Module):
     """`[B, 3, S, S]` pixels -> `[B, K, out_channels]` token features."""
 
@@ -50,7 +60,7 @@ class TiTokEncoder(nn.Module):
         num_patches = (config.image_size // config.encoder_patch_size) ** 2
         out_channels = config.token_size * (2 if config.quantize_mode == "vae" else 1)
 
-        self.patch_embed = nn.Conv2d(3, width, config.encoder_patch_size, stride=config.encoder_patch_size)
+        self.patch_embed = ViTConv2d(3, width, config.encoder_patch_size, stride=config.encoder_patch_size)
         self.class_embedding = nn.Parameter(torch.empty(1, width))
         self.position_embedding = nn.Parameter(torch.empty(num_patches + 1, width))
         self.latent_tokens = nn.Parameter(torch.empty(config.num_latent_tokens, width))
@@ -103,7 +113,7 @@ class PixelHead(nn.Module):
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Linear(width, patch_size * patch_size * 3)
-        self.conv_out = nn.Conv2d(3, 3, 3, padding=1)
+        self.conv_out = ViTConv2d(3, 3, 3, padding=1)
 
     def forward(self, hidden_states: torch.Tensor, grid_size: int) -> torch.Tensor:
         """`[B, G*G, W]` -> `[B, 3, G*p, G*p]`."""
@@ -191,7 +201,7 @@ class TiTokTokenizer(ModalTokenizer):
         self.decoder = TiTokDecoder(config)
         if config.is_legacy:
             # The MaskGIT-VQGAN codebook, mixed by the decoder's softmax over its logits.
-            self.pixel_code_embedding = nn.Embedding(config.pixel_codebook_size, config.pixel_embedding_dim)
+            self.pixel_code_embedding = Codebook(config.pixel_codebook_size, config.pixel_embedding_dim)
             self.pixel_decoder = MaskGitVQGANDecoder(
                 z_channels=config.pixel_embedding_dim,
                 out_channels=3,
@@ -204,30 +214,17 @@ class TiTokTokenizer(ModalTokenizer):
 
     # ----- initialisation (the original's) --------------------------------------------------------
     def _init_family_weights(self, module: nn.Module) -> None:
-        # Runs after the children of `module`, so parents override their children's defaults.
-        if isinstance(module, nn.Linear):
+        # transformers initialises custom-code modules only where they hold parameters
+        # themselves, so each rule targets the parameters' owner. Codebooks (U(-1/N, 1/N)), the
+        # packed qkv projection (Xavier), the ViT convolutions (`ViTConv2d`) and the MaskGIT-VQGAN
+        # convolutions (PyTorch default) initialise themselves in `reset_parameters`.
+        if isinstance(module, nn.Linear) and not isinstance(module, QKVProjection):
             init.trunc_normal_(module.weight, mean=0.0, std=0.02)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, SelfAttention):
-            # nn.MultiheadAttention's packed in-projection init; the output projection is a
-            # plain Linear (truncated normal above).
-            init.xavier_uniform_(module.qkv.weight)
-            if module.qkv.bias is not None:
-                init.zeros_(module.qkv.bias)
         elif isinstance(module, (TiTokEncoder, TiTokDecoder)):
-            scale = module.width**-0.5
-            for name, parameter in module.named_parameters(recurse=False):
-                init.normal_(parameter, mean=0.0, std=scale)
-            convs = [module.patch_embed] if isinstance(module, TiTokEncoder) else []
-            if isinstance(module, TiTokDecoder) and isinstance(module.head, PixelHead):
-                convs.append(module.head.conv_out)
-            for conv in convs:
-                init.trunc_normal_(conv.weight, mean=0.0, std=0.02)
-                init.zeros_(conv.bias)
-        elif module is self and self.config.is_legacy:
-            size = self.config.pixel_codebook_size
-            init.uniform_(self.pixel_code_embedding.weight, -1.0 / size, 1.0 / size)
+            for parameter in module.parameters(recurse=False):
+                init.normal_(parameter, mean=0.0, std=module.width**-0.5)
 
     # ----- helpers -------------------------------------------------------------------------------
     def _check_num_tokens(self, num_tokens: int | None, what: str = "num_tokens") -> int:
