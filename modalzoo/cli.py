@@ -1,4 +1,4 @@
-"""`modalzoo` command line: list, info, encode, decode, convert, train."""
+"""`modalzoo` command line: list, info, encode, decode, convert, train, eval, bench."""
 
 from __future__ import annotations
 
@@ -213,6 +213,65 @@ def cmd_bench(args) -> int:
     return 0 if any("error" not in row for row in result["rows"]) else 1
 
 
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _options(pairs: list[str] | None) -> dict:
+    """KEY=VALUE pairs; values are read as JSON when they parse (numbers, true, null)."""
+    options = {}
+    for pair in pairs or []:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def cmd_eval(args) -> int:
+    import re
+
+    from .evaluation import evaluate, format_table, iter_items, protocol_for
+
+    model, processor = load_model_and_processor(args.model)
+    protocol = protocol_for(model, batch_size=args.batch_size, max_seconds=args.max_seconds)
+    items = iter_items(args.data, model.modality, split=args.split, max_items=args.max_items)
+    result = evaluate(
+        model, processor, items, protocol=protocol, metrics=_split(args.metrics) or None, device=args.device,
+        encode_options=_options(args.encode_option), decode_options=_options(args.decode_option),
+        model_name=args.model, dataset=args.data, split=args.split,
+    )
+    print(format_table(result))
+    slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "_", str(part)).strip("_") for part in (Path(args.model).name, Path(args.data).name))
+    output = Path(args.output or Path("eval_results") / f"{slug}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {output}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .evaluation.benchmark import BenchSettings, default_models, render_markdown, run_benchmark, write_outputs
+
+    models = _split(args.models) or default_models(_split(args.families), tiny=args.smoke or args.tiny)
+    settings = {"device": args.device, "dtype": args.dtype, "compile": args.compile, "encode_options": _options(args.encode_option)}
+    settings.update({key: value for key, value in (("repeats", args.repeats), ("warmup", args.warmup), ("audio_seconds", args.audio_seconds)) if value is not None})
+    if args.batch:
+        settings["batch_sizes"] = tuple(int(size) for size in _split(args.batch))
+    settings = BenchSettings.for_smoke(**settings) if args.smoke else BenchSettings(**settings)
+    result = run_benchmark(
+        models, settings, loader=load_model_and_processor, compare_original=args.compare_original,
+        original_plugin=args.original_plugin, log=lambda message: print(message, file=sys.stderr),
+    )
+    paths = write_outputs(result, args.output_dir)
+    print(render_markdown(result))
+    print("-> " + ", ".join(str(path) for path in paths.values()))
+    return 0 if any("error" not in row for row in result["rows"]) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modalzoo", description="Multimodal tokenizers: list, inspect, encode, decode, convert.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +317,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--push-to-hub", metavar="REPO", help="push the final model folder to this Hub repo")
     train.add_argument("--no-resume", action="store_true", help="start afresh even if output_dir holds checkpoints")
     train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="reconstruction metrics of a model on a folder or dataset -> table + JSON")
+    evaluate.add_argument("--model", required=True, help="variant name, folder or Hub repo")
+    evaluate.add_argument("--data", required=True, help="folder or file of images / audio, a Hub dataset id, or BUILDER:DIR (imagefolder:DIR)")
+    evaluate.add_argument("--split", help="dataset split (default: test, else validation, else train)")
+    evaluate.add_argument("--max-items", type=int)
+    evaluate.add_argument("--metrics", help="comma-separated subset (default: every metric of the modality)")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--batch-size", type=int, help="override the protocol's batch size")
+    evaluate.add_argument("--max-seconds", type=float, help="audio: crop items to this length (overrides the protocol)")
+    evaluate.add_argument("--encode-option", action="append", metavar="KEY=VALUE", help="family option for encode, e.g. num_tokens=64")
+    evaluate.add_argument("--decode-option", action="append", metavar="KEY=VALUE")
+    evaluate.add_argument("--output", help="result JSON (default: eval_results/<model>-<data>.json)")
+    evaluate.set_defaults(run=cmd_eval)
+
+    bench = commands.add_parser("bench", help="encode/decode latency, throughput and memory across families")
+    bench.add_argument("--families", help="comma-separated families (default: all)")
+    bench.add_argument("--models", help="comma-separated variants / folders, instead of one per family")
+    bench.add_argument("--tiny", action="store_true", help="each family's -tiny variant instead of its first release")
+    bench.add_argument("--smoke", action="store_true", help="tiny variants, short inputs, 2 repeats: checks the path, measures nothing")
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bench.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    bench.add_argument("--compile", action="store_true", help="torch.compile encode and decode")
+    bench.add_argument("--batch", help="comma-separated batch sizes (default 1,16)")
+    bench.add_argument("--repeats", type=int)
+    bench.add_argument("--warmup", type=int)
+    bench.add_argument("--audio-seconds", type=float, help="length of the audio input (default 5)")
+    bench.add_argument("--encode-option", action="append", metavar="KEY=VALUE")
+    bench.add_argument("--compare-original", metavar="PATH", help="checkout of the original repository to time against")
+    bench.add_argument("--original-plugin", metavar="FILE", help="plugin file instead of modalzoo.evaluation.originals.<family>")
+    bench.add_argument("--output-dir", default="benchmarks/results")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
