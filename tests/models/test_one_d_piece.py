@@ -89,6 +89,7 @@ def test_num_tokens_out_of_range(tiny, pixels):
         tiny.decode(torch.zeros(1, 1, 0, dtype=torch.long))
     with pytest.raises(ValueError, match="must be an int"):
         tiny.encode(pixels, num_tokens=2.5)
+    assert tiny.encode(pixels, num_tokens=np.int64(3)).codes.shape == (2, 1, 3)
 
 
 def test_training_applies_tail_token_drop(pixels):

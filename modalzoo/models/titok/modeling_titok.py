@@ -14,6 +14,8 @@ Attention runs through `F.scaled_dot_product_attention` (`modalzoo.layers.vit`).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,6 +80,7 @@ class TiTokEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         batch = pixel_values.shape[0]
+        pixel_values = pixel_values.to(self.patch_embed.weight.dtype)
         patches = self.patch_embed(pixel_values).flatten(2).transpose(1, 2)
         dtype = patches.dtype
         class_token = self.class_embedding.to(dtype).expand(batch, -1, -1)
@@ -231,8 +234,12 @@ class TiTokTokenizer(ModalTokenizer):
         total = self.config.num_latent_tokens
         if num_tokens is None:
             return total
-        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int):
-            raise ValueError(f"{what} must be an int, got {num_tokens!r}")
+        try:
+            if isinstance(num_tokens, bool):
+                raise TypeError
+            num_tokens = operator.index(num_tokens)
+        except TypeError:
+            raise ValueError(f"{what} must be an int, got {num_tokens!r}") from None
         if not self.supports_variable_length:
             if num_tokens != total:
                 raise ValueError(
