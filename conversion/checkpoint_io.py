@@ -93,11 +93,16 @@ def _refused_globals(path: Path) -> list[str]:
 
 
 def load_checkpoint(path: str | Path, *, trust_pickle: bool = False, map_location: str = "cpu") -> Any:
-    """Loads a torch pickle checkpoint (zip or legacy format) without executing code unless
-    `trust_pickle`. Raises `UnsafeCheckpointError` naming the first refused global(s)."""
+    """Loads a `.safetensors` file, or a torch pickle checkpoint (zip or legacy format) without
+    executing code unless `trust_pickle`. Raises `UnsafeCheckpointError` naming the refused
+    global(s)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path, device=map_location)
     is_zip = zipfile.is_zipfile(path)
     if trust_pickle:
         return torch.load(path, map_location=map_location, weights_only=False, mmap=is_zip)

@@ -30,7 +30,7 @@ KEY_LISTS = {
     "wavtokenizer_smalldata_frame75_3s_nq1_code4096_dim512_kmeans200_attn.json": "wavtokenizer-75-small",
     "wavtokenizer_smalldata_frame40_3s_nq1_code4096_dim512_kmeans200_attn.json": "wavtokenizer-40-small",
 }
-PADDING_EDGE_FRAMES = 4  # see tests/models/test_wavtokenizer.py
+PADDING_EDGE_FRAMES = WavTokenizerModel.PADDED_EDGE_FRAMES  # see tests/models/test_wavtokenizer.py
 
 
 def _need(*paths: Path) -> None:

@@ -31,7 +31,7 @@ RELEASED = {
 }
 # Frames at the end of an item whose encoder receptive field reaches past it (measured for both
 # hops by `test_padding_reaches_only_the_last_frames`).
-PADDING_EDGE_FRAMES = 4
+PADDING_EDGE_FRAMES = WavTokenizerModel.PADDED_EDGE_FRAMES
 ALSA_CLIPS = sorted(glob.glob("/usr/share/sounds/alsa/*.wav"))
 
 

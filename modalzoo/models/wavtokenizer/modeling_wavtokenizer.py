@@ -5,12 +5,15 @@ SEANet encoder (transformers' `EncodecEncoder`) -> EMA Euclidean codebook -> att
 Vocos backbone -> ISTFT head with "same" padding; `F` frames decode to exactly `F * hop` samples.
 
 Batches of different lengths. `encode` runs the batch in one pass: the encoder has no
-normalisation over time and its LSTM is causal, so a zero-padded item differs from the same item
-encoded alone only where its last convolutions see the padding instead of their reflect padding
-(the last few frames; the measured bound is pinned in the tests). `decode` instead runs each
-group of equal-length items separately, because the decoder's GroupNorm statistics and its
-attention span the whole sequence: decoding with padding would change every frame, not just the
-edges. With `codes_mask`, each item is decoded from its own frames, exactly as it would be alone.
+normalisation over time and its LSTM is causal, so only the convolutions' right-hand context
+reaches past an item's end. A zero-padded item therefore encodes to exactly its codes alone
+except in its last 4 frames (`PADDED_EDGE_FRAMES`, the same at 75 and 40 tokens/s), where the
+reflect padding it gets alone becomes the batch's zeros. Elsewhere the latents agree to float
+rounding (batched kernels sum in another order, ~1e-7), which can flip a code only at a near-tie
+of two codebook entries; none occurred on the converted original weights or the test model.
+`decode` instead runs each group of equal-length items separately, because the decoder's
+GroupNorm statistics and attention span the whole sequence: decoding with padding would change
+every frame. With `codes_mask`, each item is decoded exactly as it would be alone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from .configuration_wavtokenizer import WavTokenizerConfig
 class WavTokenizerModel(ChunkedCodecMixin, ModalTokenizer):
     config_class = WavTokenizerConfig
     modality = "audio"
+    # Trailing frames of an item whose encoder receptive field reaches past its end (see above).
+    PADDED_EDGE_FRAMES = 4
     main_input_name = "input_values"
     input_modalities = "audio"
 
