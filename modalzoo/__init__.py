@@ -5,6 +5,7 @@ Importing the package registers every family with transformers' Auto classes, so
 """
 
 from . import models  # noqa: F401  (registers every family)
+from .bridge import MultimodalTokenizer  # registers the bridge with AutoTokenizer
 from .modeling_utils import DecoderOutput, EncoderOutput, ModalTokenizer, ModalTokenizerConfig, TokenizerOutput
 from .registry import create_config, create_model, create_processor, list_models
 
@@ -15,6 +16,7 @@ __all__ = [
     "EncoderOutput",
     "ModalTokenizer",
     "ModalTokenizerConfig",
+    "MultimodalTokenizer",
     "TokenizerOutput",
     "create_config",
     "create_model",
