@@ -50,5 +50,14 @@ def convert_checkpoint(
 
 
 load_original_checkpoint = titok.load_original_checkpoint
+to_original_config = titok.to_original_config
+to_original_state_dict = titok.to_original_state_dict
 
-__all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "load_original_checkpoint"]
+__all__ = [
+    "convert_checkpoint",
+    "convert_config",
+    "convert_state_dict",
+    "load_original_checkpoint",
+    "to_original_config",
+    "to_original_state_dict",
+]

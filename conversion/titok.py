@@ -289,6 +289,93 @@ def _model_class_for(config) -> type[TiTokTokenizer]:
     return FAMILIES[config.model_type].model_class
 
 
+# ----- back to the original (to run the original on our weights, e.g. to time it) -------------
+_BLOCK_RENAMES_BACK = {new: old for old, new in _BLOCK_RENAMES.items()}
+
+
+def _unsqueeze_1x1(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.reshape(*tensor.shape, 1, 1) if tensor.ndim == 2 else tensor
+
+
+def original_key(key: str, config: TiTokConfig) -> tuple[str, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """The original key (and tensor transform) for one modalzoo key: the inverse of `map_key`."""
+    levels = len(config.pixel_decoder_channel_mult)
+    fixed = {
+        "encoder.latent_tokens": "latent_tokens",
+        "quantizer.codebook.weight": "quantize.embedding.weight",
+        "pixel_code_embedding.weight": "pixel_quantize.embedding.weight",
+    }
+    if key in fixed:
+        return fixed[key], None
+    if match := re.fullmatch(r"(encoder|decoder)\.transformer\.layers\.(\d+)\.(.+)", key):
+        part, index, rest = match.groups()
+        for new, old in _BLOCK_RENAMES_BACK.items():
+            if rest == new or rest.startswith(new + "."):
+                rest = old + rest[len(new) :]
+                break
+        return f"{part}.transformer.{index}.{rest}", None
+    if match := re.fullmatch(r"(encoder|decoder)\.(position_embedding|latent_position_embedding)", key):
+        part, name = match.groups()
+        return f"{part}.{'positional_embedding' if name == 'position_embedding' else 'latent_token_positional_embedding'}", None
+    if match := re.fullmatch(r"encoder\.proj_out\.(weight|bias)", key):
+        return f"encoder.conv_out.{match.group(1)}", _unsqueeze_1x1
+    if match := re.fullmatch(r"decoder\.embed\.(weight|bias)", key):
+        return f"decoder.decoder_embed.{match.group(1)}", None
+    if match := re.fullmatch(r"decoder\.head\.(fc1|fc2|proj)\.(weight|bias)", key):
+        index = {"fc1": "0", "fc2": "2", "proj": "0"}[match.group(1)]
+        return f"decoder.ffn.{index}.{match.group(2)}", _unsqueeze_1x1
+    if match := re.fullmatch(r"decoder\.head\.conv_out\.(weight|bias)", key):
+        return f"decoder.conv_out.{match.group(1)}", None
+    if match := re.fullmatch(r"pixel_decoder\.up\.(\d+)\.(res_blocks\.(\d+)\.[^.]+|upsample_conv)\.(weight|bias)", key):
+        inner = match.group(2).replace("res_blocks.", "block.", 1).replace("shortcut", "nin_shortcut")
+        return f"pixel_decoder.up.{levels - 1 - int(match.group(1))}.{inner}.{match.group(4)}", None
+    if key.startswith("pixel_decoder."):
+        return key.replace(".shortcut.", ".nin_shortcut."), None
+    return key, None
+
+
+def to_original_state_dict(state_dict: Mapping[str, torch.Tensor], config: TiTokConfig) -> dict[str, torch.Tensor]:
+    """modalzoo state dict -> the original's (`TiTok.load_state_dict(..., strict=True)` takes it)."""
+    original = {}
+    for key, value in state_dict.items():
+        new_key, transform = original_key(key, config)
+        original[new_key] = transform(value) if transform is not None else value
+    return original
+
+
+def to_original_config(config: TiTokConfig) -> dict:
+    """modalzoo config -> the original's OmegaConf tree (as a dict) for `TiTok(OmegaConf.create(...))`
+    / `OneDPiece(...)`. Only the sizes the original hard-codes can be expressed; anything else
+    raises ValueError (a patched original would be needed)."""
+    names = {sizes: name for name, sizes in VIT_SIZES.items()}
+    vq: dict[str, Any] = {}
+    for prefix, key in (("encoder", "vit_enc"), ("decoder", "vit_dec")):
+        sizes = tuple(getattr(config, f"{prefix}_{field}") for field in ("hidden_size", "num_layers", "num_heads"))
+        if sizes not in names:
+            raise ValueError(f"the original hard-codes its ViT sizes {VIT_SIZES}; the {prefix} here is {sizes}")
+        vq[f"{key}_model_size"] = names[sizes]
+        vq[f"{key}_patch_size"] = getattr(config, f"{prefix}_patch_size")
+    if config.mlp_ratio != 4.0 or config.layer_norm_eps != 1e-5:
+        raise ValueError("the original hard-codes mlp_ratio 4 and LayerNorm eps 1e-5")
+    vq.update(num_latent_tokens=config.num_latent_tokens, token_size=config.token_size)
+    if config.quantize_mode == "vq":
+        vq.update(codebook_size=config.codebook_size, use_l2_norm=config.use_l2_norm, commitment_cost=config.commitment_cost)
+    else:
+        vq["quantize_mode"] = "vae"
+    vq.update(finetune_decoder=config.is_legacy, is_legacy=config.is_legacy)
+    if config.is_legacy:
+        pixel = {key: getattr(config, key) for key in MASKGIT_VQGAN_DECODER}
+        pixel["pixel_decoder_channel_mult"] = tuple(pixel["pixel_decoder_channel_mult"])
+        if pixel != MASKGIT_VQGAN_DECODER:
+            raise ValueError(f"the original hard-codes its MaskGIT-VQGAN decoder {MASKGIT_VQGAN_DECODER}")
+    tree = {"model": {"vq_model": vq}, "dataset": {"preprocessing": {"crop_size": config.image_size}}}
+    if config.model_type == "one_d_piece":
+        tree["model"]["type"] = "one_d_piece"
+        vq["strict_length_assertion"] = False
+        del vq["is_legacy"]
+    return tree
+
+
 # ----- files -----------------------------------------------------------------------------------
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -453,4 +540,7 @@ __all__ = [
     "load_original_checkpoint",
     "map_key",
     "map_state_dict",
+    "original_key",
+    "to_original_config",
+    "to_original_state_dict",
 ]

@@ -291,3 +291,30 @@ def test_convert_config_of_the_released_yaml_and_its_errors():
         titok_conversion.convert_config(unknown)
     with pytest.raises(ValueError, match="legacy VQ"):
         odp_conversion.convert_config({"model": {"vq_model": {"quantize_mode": "vae"}}})
+
+
+# ----- back to the original (what `modalzoo bench --compare-original` needs) ---------------------
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_state_dict_maps_back_to_the_original_exactly(case):
+    _, folder, conversion = PARITY_CASES[case]
+    require(folder / "model.safetensors", folder / "config.json", folder / "fixture_meta.json")
+    original = load_file(folder / "model.safetensors")
+    config = conversion.convert_config(json.loads((folder / "config.json").read_text()), **patched_tables(folder))
+    back = titok_conversion.to_original_state_dict(conversion.convert_state_dict(original, config), config)
+    assert set(back) == set(original)
+    assert all(torch.equal(back[key], original[key]) for key in original)
+
+
+@pytest.mark.parametrize("variant", list(TITOK_KEYS.values()) + list(ODP_KEYS.values()))
+def test_released_configs_map_back_to_the_original(variant):
+    import modalzoo
+
+    config = modalzoo.create_config(variant)
+    family = config.model_type
+    tree = titok_conversion.to_original_config(config)
+    conversion = titok_conversion if family == "titok" else odp_conversion
+    assert titok_conversion.match_variant(conversion.convert_config(tree), family) == variant
+    if family == "one_d_piece":
+        assert tree["model"]["type"] == "one_d_piece" and tree["model"]["vq_model"]["strict_length_assertion"] is False
+    with pytest.raises(ValueError, match="hard-codes"):
+        titok_conversion.to_original_config(modalzoo.create_config(f"{family.replace('_', '-')}-tiny"))
