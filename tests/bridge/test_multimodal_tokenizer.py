@@ -275,3 +275,22 @@ def test_llm_embeddings_resize_to_the_bridge(bridge, photographs):
     batch = bridge("Describe <image>", images=photographs[:1], return_tensors="pt")
     logits = llm(**batch).logits
     assert logits.shape == (1, batch["input_ids"].shape[1], 576)
+
+
+def test_pickles_for_data_loader_workers(bpe_tokenizer, photographs, speech):
+    import pickle
+
+    clips, rate = speech
+    bridge = MultimodalTokenizer.from_tokenizers(bpe_tokenizer, {"image": "reference-image-tiny", "speech": "wavtokenizer-tiny"})
+    text, inputs = "<image> says <speech>", {"images": photographs[:1], "audio": [(clips[1], rate)]}
+    copy = pickle.loads(pickle.dumps(bridge))  # wavtokenizer's weight-norm parametrisations need the state dict
+    ids = bridge(text, **inputs)["input_ids"]
+    assert copy(text, **inputs)["input_ids"] == ids
+    assert np.array_equal(copy.decode_modalities(ids).audio[0], bridge.decode_modalities(ids).audio[0])
+
+
+def test_mapping_benchmark_runs():
+    from modalzoo.bridge.benchmark import bench_bridge_mapping
+
+    result = bench_bridge_mapping(num_codes=4000, repeats=1)
+    assert result["num_codes"] == 4000 and result["round_trip_s"] > 0
