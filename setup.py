@@ -1,4 +1,4 @@
-"""Maps the top-level `training/` and `conversion/` folders into the `modalzoo` namespace.
+"""Maps the top-level `training/`, `conversion/` and `model_cards/` folders into the `modalzoo` namespace.
 
 Everything else about the package lives in pyproject.toml; this file exists only because the
 package list must be computed (subpackages of the mapped folders) and pyproject cannot express it.
@@ -6,7 +6,12 @@ package list must be computed (subpackages of the mapped folders) and pyproject 
 
 from setuptools import find_packages, setup
 
-MAPPED_FOLDERS = {"modalzoo.training": "training", "modalzoo.conversion": "conversion"}
+MAPPED_FOLDERS = {
+    "modalzoo.training": "training",
+    "modalzoo.conversion": "conversion",
+    # card templates (data only): modalzoo.hub.cards finds them as modalzoo/model_cards when installed
+    "modalzoo.model_cards": "model_cards",
+}
 
 packages = find_packages(include=["modalzoo", "modalzoo.*"])
 package_dir = {"modalzoo": "modalzoo"}

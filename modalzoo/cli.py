@@ -5,24 +5,25 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .hub.cards import model_facts
+
 
 def load_model_and_processor(spec: str):
     """`spec` is a registered variant name (random init), a local folder or a Hub repo id."""
-    from transformers import AutoModel
-
     from .registry import VARIANTS, create_model, create_processor
 
     if spec in VARIANTS:
         model = create_model(spec)
         return model, create_processor(model.config)
-    model = AutoModel.from_pretrained(spec).eval()
+    from .hub.pull import from_pretrained  # Hub errors that name the missing repo / file / token
+
+    model = from_pretrained(spec).eval()
     return model, load_processor(spec, model)
 
 
@@ -37,29 +38,6 @@ def load_processor(spec: str, model):
     except OSError:
         # A converted folder without a processor file: the config fully determines it.
         return create_processor(model.config)
-
-
-def model_facts(model) -> dict:
-    config = model.config
-    facts = {
-        "family": config.model_type,
-        "variant": config.variant,
-        "modality": model.modality,
-        "codebook_sizes": model.codebook_sizes,
-        "num_codebooks": model.num_codebooks,
-        "token_rate": model.token_rate,
-        "max_tokens": model.max_tokens,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": str(model.dtype).removeprefix("torch."),
-    }
-    if model.token_rate is not None:
-        facts["bitrate_bps"] = model.token_rate * sum(math.log2(size) for size in model.codebook_sizes)
-    elif model.max_tokens is not None:
-        facts["bits_per_item"] = model.max_tokens * sum(math.log2(size) for size in model.codebook_sizes)
-    for field in ("sampling_rate", "hop_length", "image_size"):
-        if hasattr(config, field):
-            facts[field] = getattr(config, field)
-    return facts
 
 
 def cmd_list(args) -> int:
@@ -139,6 +117,24 @@ def cmd_convert(args) -> int:
         print(f"  dropped {key}: {reason}")
     if summary.get("missing"):
         print(f"  missing: {', '.join(summary['missing'])}")
+    from .hub import load_folder, push_model, render_model_card
+
+    model, processor = load_folder(args.output)
+    render_model_card(model, args.push_to_hub).save(Path(args.output) / "README.md")
+    if args.push_to_hub:
+        commit = push_model(model, args.push_to_hub, processor=processor)
+        print(f"pushed {args.output} to {args.push_to_hub} at commit {commit.oid[:12]}: {commit.commit_url}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .hub import push_model
+
+    commit = push_model(
+        args.folder, args.repo, metrics=args.metrics, with_code=args.with_code, card=not args.no_card,
+        private=True if args.private else None, revision=args.revision, commit_message=args.commit_message,
+    )
+    print(f"pushed {args.folder} to {args.repo} at commit {commit.oid[:12]}: {commit.commit_url}")
     return 0
 
 
@@ -152,65 +148,6 @@ def cmd_train(args) -> int:
         if args.push_to_hub:
             print(f"pushed to {args.push_to_hub}")
     return 0
-
-
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
-def _options(pairs: list[str] | None) -> dict:
-    """KEY=VALUE pairs; values are read as JSON when they parse (numbers, true, null)."""
-    options = {}
-    for pair in pairs or []:
-        key, separator, value = pair.partition("=")
-        if not separator:
-            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
-def cmd_eval(args) -> int:
-    import re
-
-    from .evaluation import evaluate, format_table, iter_items, protocol_for
-
-    model, processor = load_model_and_processor(args.model)
-    protocol = protocol_for(model, batch_size=args.batch_size, max_seconds=args.max_seconds)
-    items = iter_items(args.data, model.modality, split=args.split, max_items=args.max_items)
-    result = evaluate(
-        model, processor, items, protocol=protocol, metrics=_split(args.metrics) or None, device=args.device,
-        encode_options=_options(args.encode_option), decode_options=_options(args.decode_option),
-        model_name=args.model, dataset=args.data, split=args.split,
-    )
-    print(format_table(result))
-    slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "_", str(part)).strip("_") for part in (Path(args.model).name, Path(args.data).name))
-    output = Path(args.output or Path("eval_results") / f"{slug}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {output}")
-    return 0
-
-
-def cmd_bench(args) -> int:
-    from .evaluation.benchmark import BenchSettings, default_models, render_markdown, run_benchmark, write_outputs
-
-    models = _split(args.models) or default_models(_split(args.families), tiny=args.smoke or args.tiny)
-    settings = {"device": args.device, "dtype": args.dtype, "compile": args.compile, "encode_options": _options(args.encode_option)}
-    settings.update({key: value for key, value in (("repeats", args.repeats), ("warmup", args.warmup), ("audio_seconds", args.audio_seconds)) if value is not None})
-    if args.batch:
-        settings["batch_sizes"] = tuple(int(size) for size in _split(args.batch))
-    settings = BenchSettings.for_smoke(**settings) if args.smoke else BenchSettings(**settings)
-    result = run_benchmark(
-        models, settings, loader=load_model_and_processor, compare_original=args.compare_original,
-        original_plugin=args.original_plugin, log=lambda message: print(message, file=sys.stderr),
-    )
-    paths = write_outputs(result, args.output_dir)
-    print(render_markdown(result))
-    print("-> " + ", ".join(str(path) for path in paths.values()))
-    return 0 if any("error" not in row for row in result["rows"]) else 1
 
 
 def _split(text: str | None) -> list[str]:
@@ -306,7 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output", required=True)
     convert.add_argument("--variant")
     convert.add_argument("--trust-pickle", action="store_true", help="allow pickled objects outside the allow-list (runs their code)")
+    convert.add_argument("--push-to-hub", metavar="REPO", help="then publish the converted folder to this Hub repo")
     convert.set_defaults(run=cmd_convert)
+
+    push = commands.add_parser("push", help="saved model folder -> Hub repo: weights, processor and card in one commit")
+    push.add_argument("folder")
+    push.add_argument("repo")
+    push.add_argument("--metrics", help="evaluation JSON (from `modalzoo eval`) for the card's metrics and model-index")
+    push.add_argument("--with-code", action="store_true", help="also upload the family's code (trust_remote_code users)")
+    push.add_argument("--no-card", action="store_true", help="leave README.md out")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to push to (created when missing)")
+    push.add_argument("--commit-message")
+    push.set_defaults(run=cmd_push)
 
     train = commands.add_parser(
         "train",

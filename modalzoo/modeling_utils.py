@@ -15,6 +15,7 @@ every family, the transformers 5.x loading pitfalls:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import torch
@@ -157,6 +158,17 @@ class ModalTokenizer(PreTrainedModel):
                 f"(codebook {q} has {self.codebook_sizes[q]} entries)"
             )
         return codes.long()
+
+    # ----- Hub ---------------------------------------------------------------------------------------
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Pushes weights, the default processor and the family's model card in one commit
+        (`modalzoo.hub.push_model`, which takes the same keywords as transformers' push_to_hub
+        plus `metrics`, `with_code` and `processor`)."""
+        try:
+            hub = importlib.import_module("modalzoo.hub")
+        except ImportError:  # code exported with a repo (trust_remote_code) and modalzoo absent
+            return super().push_to_hub(repo_id, **kwargs)
+        return hub.push_model(self, repo_id, **kwargs)
 
     # ----- transformers 5.x initialisation ------------------------------------------------------
     @torch.no_grad()

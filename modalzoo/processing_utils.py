@@ -8,6 +8,7 @@ Bad input raises `ValueError` naming what was expected.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -150,6 +151,11 @@ class ModalImageProcessor(BaseImageProcessor):
     def __call__(self, images, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
 
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Pushes the processor config alone; the model card comes with the model's push."""
+        hub = _modalzoo_hub()
+        return super().push_to_hub(repo_id, **kwargs) if hub is None else hub.push_processor(self, repo_id, **kwargs)
+
     # ----- output --------------------------------------------------------------------------------
     def postprocess(self, values: torch.Tensor) -> list[Image.Image]:
         """Model output `[B, 3, H, W]` in `value_range` -> RGB PIL images (clamped)."""
@@ -228,6 +234,11 @@ class ModalAudioFeatureExtractor(SequenceFeatureExtractor):
             padding_mask[index, : item.shape[-1]] = 1
         return BatchFeature({"input_values": input_values, "padding_mask": padding_mask}, tensor_type=return_tensors)
 
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Pushes the feature extractor config alone; the model card comes with the model's push."""
+        hub = _modalzoo_hub()
+        return super().push_to_hub(repo_id, **kwargs) if hub is None else hub.push_processor(self, repo_id, **kwargs)
+
     def postprocess(self, values: torch.Tensor, values_mask: torch.Tensor | None = None) -> list[np.ndarray]:
         """Decoded `[B, 1, T]` audio -> one float32 numpy array per item at `sampling_rate`,
         trimmed to its own length when `values_mask` is given."""
@@ -237,6 +248,15 @@ class ModalAudioFeatureExtractor(SequenceFeatureExtractor):
         if values_mask is None:
             return [item.numpy() for item in audio]
         return [item[mask.bool().cpu()].numpy() for item, mask in zip(audio, values_mask)]
+
+
+def _modalzoo_hub():
+    """`modalzoo.hub` (which pushes without a generic model card), or None where this file runs
+    as code exported with a repo (trust_remote_code) and modalzoo is not installed."""
+    try:
+        return importlib.import_module("modalzoo.hub")
+    except ImportError:
+        return None
 
 
 def _is_multichannel(raw_audio) -> bool:
