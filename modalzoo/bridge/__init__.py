@@ -5,14 +5,8 @@ modalzoo tokenizers into one `AutoTokenizer`-loadable tokenizer (registered on i
 """
 
 from .mapping import CodeBlockLayout, NumberTokens, ParsedSpan, SpanError, SpanLayout, SpanLocation, locate_spans
-from .multimodal_tokenizer import (
-    DecodedModalities,
-    DecodedSpan,
-    ModalityEntry,
-    MultimodalTokenizer,
-    MultimodalTokenizerConfig,
-    infer_span_kind,
-)
+from .modalities import DecodedModalities, DecodedSpan, ModalityEntry, infer_span_kind
+from .multimodal_tokenizer import MultimodalTokenizer, MultimodalTokenizerConfig
 
 __all__ = [
     "CodeBlockLayout",

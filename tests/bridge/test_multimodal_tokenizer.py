@@ -294,3 +294,16 @@ def test_mapping_benchmark_runs():
 
     result = bench_bridge_mapping(num_codes=4000, repeats=1)
     assert result["num_codes"] == 4000 and result["round_trip_s"] > 0
+
+
+def test_bridge_in_a_subfolder_next_to_an_llm(bridge, photographs, tmp_path):
+    from transformers import Qwen2Config
+
+    Qwen2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
+    bridge.save_pretrained(tmp_path / "bridge")
+    loaded = AutoTokenizer.from_pretrained(tmp_path, subfolder="bridge")
+    assert isinstance(loaded, MultimodalTokenizer)
+    ids = bridge("<image>", images=photographs[:1])["input_ids"]
+    assert loaded.decode_modalities(ids).images[0].size == (32, 32)  # weights from bridge/image_tokenizer
+    bridge.save_pretrained(tmp_path)  # beside qwen2's config.json AutoTokenizer picks Qwen2Tokenizer ...
+    assert isinstance(MultimodalTokenizer.from_pretrained(tmp_path), MultimodalTokenizer)  # ... this never does
