@@ -449,7 +449,7 @@ class MultimodalTokenizer(TokenizersBackend):
             return super().__call__(text, text_pair, **kwargs)
         unsupported = [
             key for key in ("text_target", "text_pair_target", "stride", "is_split_into_words", "return_offsets_mapping",
-                            "return_overflowing_tokens")
+                            "return_overflowing_tokens", "return_special_tokens_mask", "return_length")
             if kwargs.get(key)
         ]
         if text_pair is not None or kwargs.get("truncation") or unsupported:
@@ -479,6 +479,30 @@ class MultimodalTokenizer(TokenizersBackend):
         if not batched and kwargs.get("return_tensors") is None:
             padded = BatchEncoding({key: value[0] for key, value in padded.items()})
         return padded
+
+    def encode(
+        self,
+        text,
+        text_pair=None,
+        add_special_tokens: bool = True,
+        *,
+        images=None,
+        audio=None,
+        modality_inputs: Mapping[str, Sequence] | None = None,
+        sampling_rate: int | None = None,
+        encode_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        **kwargs,
+    ):
+        """`input_ids` of `__call__` (with modality inputs or placeholders), else the text tokenizer's
+        `encode`."""
+        streams_given = images is not None or audio is not None or bool(modality_inputs)
+        if self._entries and isinstance(text, str) and (streams_given or self._has_placeholders(text)):
+            return self(
+                text, text_pair, images=images, audio=audio, modality_inputs=modality_inputs,
+                sampling_rate=sampling_rate, encode_kwargs=encode_kwargs, add_special_tokens=add_special_tokens,
+                **kwargs,
+            )["input_ids"]
+        return super().encode(text, text_pair=text_pair, add_special_tokens=add_special_tokens, **kwargs)
 
     def _has_placeholders(self, text) -> bool:
         texts = [text] if isinstance(text, str) else text

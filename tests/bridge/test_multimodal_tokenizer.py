@@ -92,6 +92,7 @@ def test_padding_sides_and_tensors(bridge, photographs):
     assert lengths[0] < lengths[1] == right["input_ids"].shape[1]
     assert torch.equal(right["input_ids"][0, : lengths[0]], left["input_ids"][0, -lengths[0] :])
     assert (right["input_ids"][0, lengths[0] :] == bridge.pad_token_id).all()
+    assert bridge.encode(texts[1], images=photographs[1:2]) == right["input_ids"][1].tolist()
     single = bridge("<image>", images=photographs[:1], return_tensors="pt")
     assert single["input_ids"].shape == (1, int(lengths[0]))
     assert isinstance(bridge("<image>", images=photographs[:1])["input_ids"][0], int)
@@ -118,6 +119,8 @@ def test_placeholder_and_item_counts_must_match(bridge, photographs):
         bridge("<image> <audio>", images=photographs[:1])
     with pytest.raises(ValueError, match="no such items"):
         bridge("a forgotten <image>")
+    with pytest.raises(ValueError, match="no such items"):
+        bridge.encode("a forgotten <image>")
     with pytest.raises(ValueError, match="sampling rate"):
         bridge("<audio>", audio=[np.zeros(1600, np.float32)])
     with pytest.raises(ValueError, match="truncating would cut spans"):
