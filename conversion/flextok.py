@@ -201,28 +201,13 @@ def _square(sizes, what: str) -> int:
     return sizes[0]
 
 
-def config_kwargs(
-    original_config: Mapping[str, Any], *, vae_config: Mapping[str, Any] | None = None, image_size: int | None = None
-) -> dict:
-    """`FlexTokConfig` keyword arguments for an original hydra config (as a dict).
-
-    `vae_config` is the diffusers `config.json` of the VAE (architecture and scaling factor);
-    without it the original's `VAE_BASE_CFG` layout is assumed and the scaling factor must be in
-    the FlexTok config. `image_size` is the pixel side the model is used at; the original only
-    fixes it through `vae_image_sizes` at decode time, so by default it is 256 (every release)
-    or less when the position tables cover a smaller grid."""
-    if _target_class(original_config) not in ("FlexTok", "FlexTokFromHub") and "_target_" in original_config:
-        raise ValueError(f"not a FlexTok config: _target_ {original_config['_target_']}")
-    kwargs: dict[str, Any] = {}
-
-    # --- VAE
-    vae = dict(original_config.get("vae") or {})
+def _vae_kwargs(vae: Mapping[str, Any], vae_config: Mapping[str, Any] | None) -> dict:
     if _target_class(vae) != "StableDiffusionVAE":
         raise ValueError(f"unsupported VAE wrapper {vae.get('_target_')}")
     if vae.get("learnable_logvar"):
         raise ValueError("learnable_logvar VAEs are a training-only variant; not supported")
-    if vae.get("dtype_override") not in (None, "fp32", "float32"):
-        pass  # an autocast for speed; modalzoo runs in the model's dtype
+    # vae.dtype_override is an autocast the original may run the VAE under; modalzoo runs the
+    # whole model in its own dtype, so it is not part of the architecture.
     layout = dict(_VAE_BASE, latent_channels=int(vae.get("latent_channels", 16)))
     scaling = vae.get("scaling_factor")
     if vae_config is not None:
@@ -233,31 +218,37 @@ def config_kwargs(
             if any(block != expected for block in vae_config.get(key, [expected])):
                 raise ValueError(f"the VAE config's {key} must all be {expected}, got {vae_config[key]}")
         layout = {key: vae_config.get(key, value) for key, value in layout.items()}
-        if not scaling:  # the original: scaling_factor or vae.config.scaling_factor
+        if not scaling:  # the original: `scaling_factor or vae.config.scaling_factor`
             scaling = vae_config.get("scaling_factor")
     if not scaling:
         raise ValueError(
             "the VAE scaling factor is neither in the FlexTok config (vae.scaling_factor) nor given: pass the "
             "diffusers VAE folder (vae=..., e.g. EPFL-VILAB/flextok_vae_c16)"
         )
-    kwargs.update(
-        vae_latent_channels=int(layout["latent_channels"]),
-        vae_block_out_channels=[int(c) for c in layout["block_out_channels"]],
-        vae_layers_per_block=int(layout["layers_per_block"]),
-        vae_norm_num_groups=int(layout["norm_num_groups"]),
-        vae_scaling_factor=float(scaling),
-        vae_sample_posterior=bool(vae.get("sample_posterior", True)),
-    )
+    return {
+        "vae_latent_channels": int(layout["latent_channels"]),
+        "vae_block_out_channels": [int(c) for c in layout["block_out_channels"]],
+        "vae_layers_per_block": int(layout["layers_per_block"]),
+        "vae_norm_num_groups": int(layout["norm_num_groups"]),
+        "vae_scaling_factor": float(scaling),
+        "vae_sample_posterior": bool(vae.get("sample_posterior", True)),
+    }
 
-    # --- FSQ
-    regularizer = dict(original_config.get("regularizer") or {})
-    if _target_class(regularizer) != "FSQ":
-        raise ValueError(f"unsupported regularizer {regularizer.get('_target_')}; FlexTok uses FSQ")
-    kwargs["fsq_levels"] = [int(level) for level in regularizer["levels"]]
-    fsq_in, fsq_out = regularizer.get("latents_read_key"), regularizer.get("quants_write_key")
 
-    # --- encoder
-    enc = _module_dict(original_config, "encoder")
+_ENCODER_MODULES = {"PatchEmbedder", "PositionalEmbeddingAdder", "Registers1D", "BlockWiseSequencePacker",
+                    "FlexTransformer", "SequenceUnpacker", "LinearHead", "PerSampleOp", "DictKeyFilter"}
+_DECODER_MODULES = {"LinearLayer", "PositionalEmbeddingAdder", "MaskedNestedDropout", "LearnedNullCond", "ZeroNullCond",
+                    "PerSampleOp", "PatchEmbedder", "BlockWiseSequencePacker", "TimestepEmbedder", "FlexTransformer",
+                    "SequenceUnpacker", "ToPatchesLinearHead", "DictKeyFilter"}
+
+
+def _encoder_kwargs(enc: list[tuple[str, str, dict]], fsq_levels: list[int], fsq_input: str) -> tuple[dict, dict]:
+    """(config fields, facts the decoder is checked against) of the encoder's module dict."""
+    for name, cls, cfg in enc:
+        if cls not in _ENCODER_MODULES:
+            raise ValueError(f"encoder module {name!r} ({cls}) has no modalzoo counterpart")
+        if cls == "PerSampleOp" and _per_sample_op(cfg) != "channels_first_to_last":
+            raise ValueError(f"encoder module {name!r} applies {_per_sample_op(cfg)}; only channels_first_to_last is known")
     i_patch, patch = _one(enc, "PatchEmbedder", "encoder")
     i_pos, pos = _one(enc, "PositionalEmbeddingAdder", "encoder")
     i_reg, reg = _one(enc, "Registers1D", "encoder")
@@ -265,15 +256,8 @@ def config_kwargs(
     i_trunk, trunk = _one(enc, "FlexTransformer", "encoder")
     i_unpack, unpack = _one(enc, "SequenceUnpacker", "encoder")
     i_head, head = _one(enc, "LinearHead", "encoder")
-    if not i_patch < i_pos < i_pack < i_trunk < i_unpack < i_head or not i_reg < i_pack:
+    if not (i_patch < i_pos < i_pack < i_trunk < i_unpack < i_head and i_reg < i_pack):
         raise ValueError("the encoder modules are not in the order patches -> positions -> registers -> transformer -> head")
-    allowed = {"PatchEmbedder", "PositionalEmbeddingAdder", "Registers1D", "BlockWiseSequencePacker", "FlexTransformer",
-               "SequenceUnpacker", "LinearHead", "PerSampleOp", "DictKeyFilter"}
-    for name, cls, cfg in enc:
-        if cls not in allowed:
-            raise ValueError(f"encoder module {name!r} ({cls}) has no modalzoo counterpart")
-        if cls == "PerSampleOp" and _per_sample_op(cfg) != "channels_first_to_last":
-            raise ValueError(f"encoder module {name!r} applies {_per_sample_op(cfg)}; only channels_first_to_last is known")
     patches_key = patch["patches_list_write_key"]
     if pos.get("posemb_type", "sincos") != "sincos" or pos.get("posemb_scaling", "absolute") != "absolute":
         raise ValueError("the encoder's patch positions must be absolute 2-D sin-cos (posemb_type 'sincos')")
@@ -281,146 +265,184 @@ def config_kwargs(
         raise ValueError("the encoder's positional embedding is not added to the patches")
     if reg.get("ordering_mode", "nested") != "nested":
         raise ValueError(f"register ordering_mode {reg['ordering_mode']!r} is not supported (only 'nested')")
-    n_eval = reg.get("n_eval")
-    if n_eval not in (None, reg["n_max"]):
-        raise ValueError(f"Registers1D n_eval {n_eval} differs from n_max {reg['n_max']}; not supported")
-    if pack.get("mask_mode", "full") != "causal_last" or list(pack["input_list_read_keys"]) != [patches_key, reg["registers_write_key"]]:
+    if reg.get("n_eval") not in (None, reg["n_max"]):
+        raise ValueError(f"Registers1D n_eval {reg['n_eval']} differs from n_max {reg['n_max']}; not supported")
+    packed = list(pack["input_list_read_keys"])
+    if pack.get("mask_mode", "full") != "causal_last" or packed != [patches_key, reg["registers_write_key"]]:
         raise ValueError("the encoder must pack [patches, registers] with mask_mode 'causal_last'")
-    if list(unpack["inner_seq_write_keys"])[1] != head["read_key"] or head["write_key"] != fsq_in:
+    if list(unpack["inner_seq_write_keys"])[1] != head["read_key"] or head["write_key"] != fsq_input:
         raise ValueError("the encoder head must read the unpacked registers and feed the FSQ")
     _check_head(head, "encoder")
-    encoder_blocks = _check_transformer(trunk, "encoder")
+    blocks = _check_transformer(trunk, "encoder")
     if trunk.get("adaLN_emb_read_key") is not None:
         raise ValueError("an adaLN-conditioned encoder transformer is not supported")
-    if int(patch["dim"]) != encoder_blocks["dim"] or int(reg["dim"]) != encoder_blocks["dim"]:
+    if int(patch["dim"]) != blocks["dim"] or int(reg["dim"]) != blocks["dim"]:
         raise ValueError("the encoder's patch / register width differs from its transformer width")
-    patch_size = _square(patch["patch_sizes"], "encoder patch_sizes")
-    if int(head["dim_out"]) != len(kwargs["fsq_levels"]):
-        raise ValueError(f"the encoder head has {head['dim_out']} outputs for {len(kwargs['fsq_levels'])} FSQ levels")
-    max_grid = _square(pos["max_sizes"], "encoder position max_sizes")
+    if int(head["dim_out"]) != len(fsq_levels):
+        raise ValueError(f"the encoder head has {head['dim_out']} outputs for {len(fsq_levels)} FSQ levels")
+    fields = {
+        "patch_size": _square(patch["patch_sizes"], "encoder patch_sizes"),
+        "num_registers": int(reg["n_max"]),
+        "encoder_hidden_size": blocks["dim"],
+        "encoder_num_layers": blocks["depth"],
+        "encoder_head_bias": bool(head.get("proj_bias", True)),
+    }
+    facts = {
+        "blocks": blocks,
+        "channels_in": int(patch["channels_in"]),
+        "max_grid": _square(pos["max_sizes"], "encoder position max_sizes"),
+    }
+    return fields, facts
 
-    # --- decoder
-    dec = _module_dict(original_config, "decoder")
-    i_from, from_latents = _one(dec, "LinearLayer", "decoder")
-    i_drop, dropout = _one(dec, "MaskedNestedDropout", "decoder")
-    null_found = [(i, c, cfg) for i, (_, c, cfg) in enumerate(dec) if c in ("LearnedNullCond", "ZeroNullCond")]
-    if len(null_found) != 1:
-        raise ValueError(f"expected exactly one null-condition module in the decoder, found {len(null_found)}")
-    i_null, null_class, null = null_found[0]
-    i_dpatch, dpatch = _one(dec, "PatchEmbedder", "decoder")
-    i_dpack, dpack = _one(dec, "BlockWiseSequencePacker", "decoder")
-    i_time, time = _one(dec, "TimestepEmbedder", "decoder")
-    i_dtrunk, dtrunk = _one(dec, "FlexTransformer", "decoder")
-    i_dhead, dhead = _one(dec, "ToPatchesLinearHead", "decoder")
-    quants_key = from_latents["write_key"]
-    if from_latents["read_key"] != fsq_out:
-        raise ValueError("the decoder's input projection does not read the FSQ output")
-    allowed = {"LinearLayer", "PositionalEmbeddingAdder", "MaskedNestedDropout", "LearnedNullCond", "ZeroNullCond",
-               "PerSampleOp", "PatchEmbedder", "BlockWiseSequencePacker", "TimestepEmbedder", "FlexTransformer",
-               "SequenceUnpacker", "ToPatchesLinearHead", "DictKeyFilter"}
-    register_positions = "none"
-    for index, (name, cls, cfg) in enumerate(dec):
-        if cls not in allowed:
+
+def _decoder_kwargs(dec: list[tuple[str, str, dict]], fsq_output: str, num_registers: int) -> tuple[dict, dict]:
+    """(config fields, facts checked against the encoder) of the decoder's module dict."""
+    for name, cls, cfg in dec:
+        if cls not in _DECODER_MODULES:
             raise ValueError(f"decoder module {name!r} ({cls}) has no modalzoo counterpart")
-        if cls == "PositionalEmbeddingAdder":
-            if cfg["read_key"] == quants_key:
-                if cfg.get("posemb_type") not in ("learnable_sum", "learnable_prod") or len(cfg["max_sizes"]) != 1:
-                    raise ValueError("the decoder's register positions must be a learned 1-D table")
-                if cfg.get("posemb_scaling", "absolute") != "absolute" or not i_from < index < i_drop:
-                    raise ValueError("the decoder's register positions must be absolute and added before nested dropout")
-                if int(cfg["max_sizes"][0]) != int(reg["n_max"]):
-                    raise ValueError("the decoder's register position table differs in length from the registers")
-                register_positions = "learned"
-            elif cfg["read_key"] == dpatch["patches_list_write_key"]:
-                if cfg.get("posemb_type", "sincos") != "sincos" or cfg.get("posemb_scaling", "absolute") != "absolute":
-                    raise ValueError("the decoder's patch positions must be absolute 2-D sin-cos")
-                if _square(cfg["max_sizes"], "decoder position max_sizes") != max_grid:
-                    pass  # the tables agree wherever both are defined (absolute positions)
-            else:
-                raise ValueError(f"decoder positional embedding {name!r} reads {cfg['read_key']!r}, neither patches nor registers")
         if cls == "PerSampleOp" and _per_sample_op(cfg) not in ("channels_first_to_last", "channels_last_to_first"):
             raise ValueError(f"decoder module {name!r} applies {_per_sample_op(cfg)}")
-    if not i_from < i_drop < i_null < i_dpack:
+    i_from, from_latents = _one(dec, "LinearLayer", "decoder")
+    i_drop, dropout = _one(dec, "MaskedNestedDropout", "decoder")
+    nulls = [(i, cls, cfg) for i, (_, cls, cfg) in enumerate(dec) if cls in ("LearnedNullCond", "ZeroNullCond")]
+    if len(nulls) != 1:
+        raise ValueError(f"expected exactly one null-condition module in the decoder, found {len(nulls)}")
+    i_null, null_class, null = nulls[0]
+    _, patch = _one(dec, "PatchEmbedder", "decoder")
+    i_pack, pack = _one(dec, "BlockWiseSequencePacker", "decoder")
+    _, time = _one(dec, "TimestepEmbedder", "decoder")
+    _, trunk = _one(dec, "FlexTransformer", "decoder")
+    _, head = _one(dec, "ToPatchesLinearHead", "decoder")
+    quants_key, patches_key = from_latents["write_key"], patch["patches_list_write_key"]
+    if from_latents["read_key"] != fsq_output:
+        raise ValueError("the decoder's input projection does not read the FSQ output")
+    if not i_from < i_drop < i_null < i_pack:
         raise ValueError("the decoder must project the codes, apply nested dropout, then the null condition, then pack")
     if dropout["read_write_key"] != quants_key or null["read_write_key"] != quants_key:
         raise ValueError("nested dropout and the null condition must act on the projected registers")
-    inputs = list(dpack["input_list_read_keys"])
-    if sorted(inputs) != sorted([dpatch["patches_list_write_key"], quants_key]):
-        raise ValueError(f"the decoder must pack the patches and the registers, got {inputs}")
-    if dpack.get("mask_mode", "full") != "full":
-        raise ValueError("the decoder's attention must be full (mask_mode 'full')")
-    decoder_blocks = _check_transformer(dtrunk, "decoder")
-    if dtrunk.get("adaLN_emb_read_key") != time["time_embedding_write_key"]:
+
+    # positions: a learned 1-D table on the registers (optional), 2-D sin-cos on the patches
+    register_positions, patch_grid = "none", None
+    for index, (name, cls, cfg) in enumerate(dec):
+        if cls != "PositionalEmbeddingAdder":
+            continue
+        if cfg["read_key"] == quants_key and register_positions == "none":
+            if cfg.get("posemb_type") not in ("learnable_sum", "learnable_prod") or len(cfg["max_sizes"]) != 1:
+                raise ValueError("the decoder's register positions must be a learned 1-D table")
+            if cfg.get("posemb_scaling", "absolute") != "absolute" or not i_from < index < i_drop:
+                raise ValueError("the decoder's register positions must be absolute and added before nested dropout")
+            if int(cfg["max_sizes"][0]) != num_registers:
+                raise ValueError("the decoder's register position table differs in length from the registers")
+            register_positions = "learned"
+        elif cfg["read_key"] == patches_key and patch_grid is None:
+            if cfg.get("posemb_type", "sincos") != "sincos" or cfg.get("posemb_scaling", "absolute") != "absolute":
+                raise ValueError("the decoder's patch positions must be absolute 2-D sin-cos")
+            patch_grid = _square(cfg["max_sizes"], "decoder position max_sizes")
+        else:
+            raise ValueError(f"decoder positional embedding {name!r} reads {cfg['read_key']!r}: not one modalzoo has")
+    if patch_grid is None:
+        raise ValueError("the decoder has no 2-D sin-cos positions on its patches")
+
+    packed = list(pack["input_list_read_keys"])
+    if sorted(packed) != sorted([patches_key, quants_key]) or pack.get("mask_mode", "full") != "full":
+        raise ValueError(f"the decoder must pack the patches and the registers with full attention, got {packed}")
+    blocks = _check_transformer(trunk, "decoder")
+    if trunk.get("adaLN_emb_read_key") != time["time_embedding_write_key"]:
         raise ValueError("the decoder transformer must be adaLN-conditioned on the time embedding")
-    per_segment = bool(dpack.get("per_subseq_embs", False))
-    expansion = int(dtrunk.get("adaLN_expansion", 1))
-    if dtrunk.get("adaLN_packing_fn_read_key") != dpack.get("emb_packing_fn_write_key"):
+    if trunk.get("adaLN_packing_fn_read_key") != pack.get("emb_packing_fn_write_key"):
         raise ValueError("the decoder transformer must expand adaLN with its packer's packing function")
-    if (per_segment and expansion != 2) or (not per_segment and expansion != 1):
+    per_segment, expansion = bool(pack.get("per_subseq_embs", False)), int(trunk.get("adaLN_expansion", 1))
+    if expansion != (2 if per_segment else 1):
         raise ValueError(f"adaLN_expansion {expansion} with per_subseq_embs={per_segment} is not a supported layout")
     if time.get("temb_as_tokens"):
         raise ValueError("time embeddings as tokens (temb_as_tokens) are not supported")
-    _check_head(dhead, "decoder")
-    if dhead["read_key"] != dpatch["patches_list_write_key"] and dhead["read_key"] not in inputs:
+    _check_head(head, "decoder")
+    if head["read_key"] != patches_key:
         raise ValueError("the decoder head must read the unpacked patches")
-    if dhead.get("adaLN_emb_read_key") not in (None, time["time_embedding_write_key"]):
-        raise ValueError("the decoder head's adaLN must use the time embedding")
-    if dhead.get("adaLN_packing_fn_read_key") is not None:
-        raise ValueError("a packed adaLN function for the decoder head is not supported")
-    if dhead.get("adaLN_emb_read_key") is not None and dhead.get("adaLN_bias", True) is not True:
+    head_adaln = head.get("adaLN_emb_read_key")
+    if head_adaln not in (None, time["time_embedding_write_key"]) or head.get("adaLN_packing_fn_read_key") is not None:
+        raise ValueError("the decoder head's adaLN must use the time embedding, expanded per image")
+    if head_adaln is not None and head.get("adaLN_bias", True) is not True:
         raise ValueError("an adaLN head without bias is not supported")
-    if _square(dpatch["patch_sizes"], "decoder patch_sizes") != patch_size or _square(dhead["patch_sizes"], "head patch_sizes") != patch_size:
-        raise ValueError("encoder, decoder and head patch sizes differ")
-    for key, value in (("dim", dpatch["dim"]), ("dim", from_latents["dim"]), ("dim", dropout["dim"]), ("dim", time["dim"]), ("dim", dhead["dim"])):
-        if int(value) != decoder_blocks["dim"]:
-            raise ValueError("a decoder module's width differs from the decoder transformer's")
-    if int(dpatch["channels_in"]) != kwargs["vae_latent_channels"] or int(patch["channels_in"]) != kwargs["vae_latent_channels"]:
-        raise ValueError("the patch embeddings' channels differ from the VAE's latent channels")
-    if int(dhead["channels_out"]) != kwargs["vae_latent_channels"]:
-        raise ValueError("the decoder head's channels differ from the VAE's latent channels")
-    if null_class == "LearnedNullCond" and int(null["dim"]) != decoder_blocks["dim"]:
-        raise ValueError("the learned null condition's width differs from the decoder's")
+    widths = [patch["dim"], from_latents["dim"], dropout["dim"], time["dim"], head["dim"]]
+    if null_class == "LearnedNullCond":
+        widths.append(null["dim"])
+    if any(int(width) != blocks["dim"] for width in widths):
+        raise ValueError("a decoder module's width differs from the decoder transformer's")
+    fields = {
+        "decoder_hidden_size": blocks["dim"],
+        "decoder_num_layers": blocks["depth"],
+        "decoder_input_bias": bool(from_latents.get("proj_bias", True)),
+        "decoder_head_bias": bool(head.get("proj_bias", True)),
+        "decoder_register_positions": register_positions,
+        "null_condition": "learned" if null_class == "LearnedNullCond" else "zero",
+        "null_condition_single_token": bool(null.get("replace_with_single_token", False)),
+        "decoder_adaln_segments": expansion,
+        "decoder_sequence_order": "patches_first" if packed[0] == patches_key else "registers_first",
+        "decoder_head_adaln": head_adaln is not None,
+        "timestep_frequency_size": int(time.get("frequency_embedding_size", 256)),
+        "max_timestep": float(time.get("max_timestep", 1000.0)),
+        "nested_dropout_mode": "pow2" if dropout.get("size_sampling_mode") == "pow2" else "uniform",
+        "condition_dropout_prob": float(null.get("dropout_prob", 0.0)),
+    }
+    facts = {
+        "blocks": blocks,
+        "channels_in": int(patch["channels_in"]),
+        "channels_out": int(head["channels_out"]),
+        "patch_sizes": {_square(patch["patch_sizes"], "decoder patch_sizes"), _square(head["patch_sizes"], "head patch_sizes")},
+        "max_grid": patch_grid,
+    }
+    return fields, facts
+
+
+def config_kwargs(
+    original_config: Mapping[str, Any], *, vae_config: Mapping[str, Any] | None = None, image_size: int | None = None
+) -> dict:
+    """`FlexTokConfig` keyword arguments for an original hydra config (as a dict).
+
+    `vae_config` is the diffusers `config.json` of the VAE (architecture and scaling factor);
+    without it the original's `VAE_BASE_CFG` layout is assumed and the scaling factor must be in
+    the FlexTok config. `image_size` is the pixel side the model is used at; the original only
+    fixes it through `vae_image_sizes` at decode time, so by default it is 256 (every release)
+    or less when the position tables cover a smaller grid."""
+    if "_target_" in original_config and _target_class(original_config) not in ("FlexTok", "FlexTokFromHub"):
+        raise ValueError(f"not a FlexTok config: _target_ {original_config['_target_']}")
+    kwargs = _vae_kwargs(dict(original_config.get("vae") or {}), vae_config)
+    regularizer = dict(original_config.get("regularizer") or {})
+    if _target_class(regularizer) != "FSQ":
+        raise ValueError(f"unsupported regularizer {regularizer.get('_target_')}; FlexTok uses FSQ")
+    kwargs["fsq_levels"] = [int(level) for level in regularizer["levels"]]
     pipeline = dict(original_config.get("pipeline") or {})
     if pipeline and _target_class(pipeline) != "MinRFPipeline":
         raise ValueError(f"unsupported sampler {pipeline.get('_target_')}; FlexTok uses MinRFPipeline")
 
-    shared = ("head_dim", "mlp_ratio", "qkv_bias", "proj_bias", "mlp_bias")
-    if any(encoder_blocks[key] != decoder_blocks[key] for key in shared):
-        raise ValueError("encoder and decoder blocks differ in head_dim / mlp_ratio / biases; not supported")
-    kwargs.update(
-        patch_size=patch_size,
-        num_registers=int(reg["n_max"]),
-        encoder_hidden_size=encoder_blocks["dim"],
-        encoder_num_layers=encoder_blocks["depth"],
-        decoder_hidden_size=decoder_blocks["dim"],
-        decoder_num_layers=decoder_blocks["depth"],
-        **{key: encoder_blocks[key] for key in shared},
-        patch_embed_bias=True,
-        encoder_head_bias=bool(head.get("proj_bias", True)),
-        decoder_input_bias=bool(from_latents.get("proj_bias", True)),
-        decoder_head_bias=bool(dhead.get("proj_bias", True)),
-        decoder_register_positions=register_positions,
-        null_condition="learned" if null_class == "LearnedNullCond" else "zero",
-        null_condition_single_token=bool(null.get("replace_with_single_token", False)),
-        decoder_adaln_segments=expansion,
-        decoder_sequence_order="patches_first" if inputs[0] == dpatch["patches_list_write_key"] else "registers_first",
-        decoder_head_adaln=dhead.get("adaLN_emb_read_key") is not None,
-        timestep_frequency_size=int(time.get("frequency_embedding_size", 256)),
-        max_timestep=float(time.get("max_timestep", 1000.0)),
-        nested_dropout_mode="pow2" if dropout.get("size_sampling_mode") == "pow2" else "uniform",
-        condition_dropout_prob=float(null.get("dropout_prob", 0.0)),
+    encoder, enc = _encoder_kwargs(
+        _module_dict(original_config, "encoder"), kwargs["fsq_levels"], regularizer.get("latents_read_key")
     )
+    decoder, dec = _decoder_kwargs(
+        _module_dict(original_config, "decoder"), regularizer.get("quants_write_key"), encoder["num_registers"]
+    )
+    shared = ("head_dim", "mlp_ratio", "qkv_bias", "proj_bias", "mlp_bias")
+    if any(enc["blocks"][key] != dec["blocks"][key] for key in shared):
+        raise ValueError("encoder and decoder blocks differ in head_dim / mlp_ratio / biases; not supported")
+    if dec["patch_sizes"] != {encoder["patch_size"]}:
+        raise ValueError("encoder, decoder and head patch sizes differ")
+    if {enc["channels_in"], dec["channels_in"], dec["channels_out"]} != {kwargs["vae_latent_channels"]}:
+        raise ValueError("the patch embeddings' or the decoder head's channels differ from the VAE's latent channels")
+    kwargs.update(encoder, **decoder, **{key: enc["blocks"][key] for key in shared}, patch_embed_bias=True)
+
     noise = dict(original_config.get("flow_matching_noise_module") or {})
     if noise:
         kwargs["flow_timestep_sampling"] = "logit_normal" if noise.get("ln", True) else "uniform"
         kwargs["flow_mode_scale"] = float(noise.get("mode_scale", 0.0))
-    pixels_per_cell = (2 ** (len(kwargs["vae_block_out_channels"]) - 1)) * patch_size
-    if image_size is None:
-        image_size = min(256, max_grid * pixels_per_cell)
-    kwargs["image_size"] = int(image_size)
+    max_grid = min(enc["max_grid"], dec["max_grid"])
+    pixels_per_cell = (2 ** (len(kwargs["vae_block_out_channels"]) - 1)) * encoder["patch_size"]
+    kwargs["image_size"] = int(image_size) if image_size is not None else min(256, max_grid * pixels_per_cell)
     grid = kwargs["image_size"] // pixels_per_cell
     if grid > max_grid:
-        raise ValueError(f"image_size {image_size} needs a {grid}x{grid} patch grid; the positions cover {max_grid}x{max_grid}")
+        raise ValueError(
+            f"image_size {kwargs['image_size']} needs a {grid}x{grid} patch grid; the positions cover {max_grid}x{max_grid}"
+        )
     return kwargs
 
 

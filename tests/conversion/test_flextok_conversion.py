@@ -106,7 +106,8 @@ def test_checkpoint_wrapper_segments_are_removed():
 
     record = json.loads((FIXTURES / "keys" / "d12_d12.json").read_text())
     config = conversion.convert_config(record["config"], vae_config=RELEASE_VAE_CONFIG)
-    state = {re.sub(r"(\.blocks\.\d+\.)", r"\1_checkpoint_wrapped_module.", key): value for key, value in _meta_state_dict(record).items()}
+    wrapped = r"\1_checkpoint_wrapped_module."
+    state = {re.sub(r"(\.blocks\.\d+\.)", wrapped, key): value for key, value in _meta_state_dict(record).items()}
     assert any("_checkpoint_wrapped_module" in key for key in state)
     converted, _, missing = conversion.map_state_dict(state, config)
     assert missing == [] and not any("_checkpoint" in key for key in converted)
@@ -260,6 +261,7 @@ def test_cli_convert(tmp_path):
 
     assert main(["convert", "flextok", "--checkpoint", str(TINY / "model.safetensors"), "--output", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli" / "model.safetensors").is_file() and (tmp_path / "cli" / "LICENSE_NOTICE.md").is_file()
-    refused = ["convert", "flextok", "--checkpoint", str(TINY), "--output", str(tmp_path / "x"), "--variant", "flextok-d12-d12-in1k"]
+    refused = ["convert", "flextok", "--checkpoint", str(TINY), "--output", str(tmp_path / "x")]
+    refused += ["--variant", "flextok-d12-d12-in1k"]
     assert main(refused) == 2
     shutil.rmtree(tmp_path / "cli")

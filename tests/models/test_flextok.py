@@ -80,8 +80,9 @@ def test_processor_is_the_original_transform(photographs):
         expected = original(Image.fromarray(photo).convert("RGB"))
         assert torch.equal(batch[index], expected)
     assert batch.min() >= -1 and batch.max() <= 1 and batch.min() < -0.9 and batch.max() > 0.9
-    images = processor.postprocess(batch)
-    assert np.abs(np.asarray(images[0], dtype=np.int16) - np.asarray(Image.fromarray(photographs[0]).resize((256, 256), Image.BILINEAR), dtype=np.int16)).max() <= 1
+    # postprocess maps [-1, 1] back to the resized uint8 photograph
+    resized = np.asarray(Image.fromarray(photographs[0]).resize((256, 256), Image.BILINEAR), dtype=np.int16)
+    assert np.abs(np.asarray(processor.postprocess(batch)[0], dtype=np.int16) - resized).max() <= 1
 
 
 def test_encode_returns_the_first_k_codes(tiny, pixels):
@@ -118,7 +119,8 @@ def test_decode_is_reproducible_for_a_generator(tiny, pixels):
     assert first.shape == (2, 3, 32, 32)
     assert torch.equal(first, again) and not torch.equal(first, other)
     # guidance options: none, CFG, APG, and a schedule as a function of t
-    for options in ({"guidance_scale": 1.0}, {"guidance_scale": 3.0, "norm_guidance": False}, {"guidance_scale": lambda t: 1.0 + 4.0 * t}):
+    schedule = lambda t: 1.0 + 4.0 * t  # noqa: E731
+    for options in ({"guidance_scale": 1.0}, {"guidance_scale": 3.0, "norm_guidance": False}, {"guidance_scale": schedule}):
         values = tiny.decode(codes, num_steps=2, generator=torch.Generator().manual_seed(7), **options).values
         assert torch.isfinite(values).all()
 
@@ -147,7 +149,8 @@ def test_save_and_load_keep_outputs(tiny, pixels, tmp_path):
     tiny.save_pretrained(tmp_path)
     FlexTokImageProcessor.from_model_config(tiny.config).save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path).eval()
-    assert isinstance(loaded, FlexTokTokenizer) and isinstance(AutoImageProcessor.from_pretrained(tmp_path), FlexTokImageProcessor)
+    assert isinstance(loaded, FlexTokTokenizer)
+    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), FlexTokImageProcessor)
     assert torch.equal(loaded.decoder.positions.table, tiny.decoder.positions.table)
     assert torch.equal(loaded.quantizer.fsq._basis, tiny.quantizer.fsq._basis)
     codes = tiny.encode(pixels, sample_posterior=False).codes
