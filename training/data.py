@@ -254,9 +254,14 @@ class ItemTransform:
             low, high = self.value_range
             return pixels * (high - low) + low
         audio, rate = decode_audio(value)
-        if rate != self.sampling_rate:
-            audio = torchaudio.functional.resample(audio, rate, self.sampling_rate)
-        return crop_audio(audio, self.segment_samples, rng, self.gain_db)
+        if rate == self.sampling_rate:
+            return crop_audio(audio, self.segment_samples, rng, self.gain_db)
+        # Crop at the source rate (plus a margin for the resampling filter), then resample only
+        # the segment: resampling whole utterances would dominate the cost of a step.
+        margin = 64
+        source_length = math.ceil(self.segment_samples * rate / self.sampling_rate) + margin
+        segment = crop_audio(audio, source_length, rng, self.gain_db)[0]
+        return torchaudio.functional.resample(segment, rate, self.sampling_rate)[None, : self.segment_samples]
 
     def collate(self, items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         stacked = torch.stack(items)

@@ -248,13 +248,15 @@ class Trainer:
     # ----- losses ------------------------------------------------------------------------------------------
     def _weights_for(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         if self.loss_weights is None or set(self.loss_weights) - set(ENGINE_TERMS) != set(terms):
-            known = set(terms) | (set(ENGINE_TERMS) if self.discriminator is not None else set())
-            unknown = sorted(set(self.config.loss_weights) - known)
+            unknown = sorted(set(self.config.loss_weights) - set(terms) - set(ENGINE_TERMS))
             if unknown:
                 raise ValueError(
                     f"recipe: loss_weights names unknown term(s) {unknown}; this model's forward returns "
-                    f"{sorted(terms)}" + (f" and the discriminator adds {list(ENGINE_TERMS)}" if self.discriminator is not None else "")
+                    f"{sorted(terms)} and a discriminator adds {list(ENGINE_TERMS)}"
                 )
+            idle = sorted(set(self.config.loss_weights) & set(ENGINE_TERMS)) if self.discriminator is None else []
+            if idle:
+                self.accelerator.print(f"loss weights {idle} are ignored: the recipe has no discriminator")
             weights = {name: float(self.config.loss_weights.get(name, 1.0)) for name in terms}
             if self.discriminator is not None:
                 weights["adversarial"] = float(self.config.loss_weights.get("adversarial", 1.0))
