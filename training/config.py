@@ -123,6 +123,7 @@ class TrainConfig:
     cpu: bool = False  # force CPU even where CUDA is available
     log_with: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
     num_samples: int = 4  # reconstructions saved at each evaluation
+    eval_metrics: list[str] | None = None  # modalzoo.evaluation names; default per modality
     description: str = ""
 
     def __post_init__(self):

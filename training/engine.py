@@ -419,7 +419,7 @@ class Trainer:
         model.eval()
         batch = {k: v.to(self.device) for k, v in self.eval_batch.items()}
         with torch.no_grad():
-            metrics, reconstructions = evaluate(model, batch, self.processor)
+            metrics, reconstructions = evaluate(model, batch, self.processor, self.config.eval_metrics)
         model.train(was_training)
         record = {f"eval/{k}": v for k, v in metrics.items()}
         self._log(record)

@@ -55,58 +55,40 @@ def read_metrics(output_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
 
 
 # ----- evaluation -----------------------------------------------------------------------------------------
-def _family_metrics(modality: str, reference: torch.Tensor, reconstruction: torch.Tensor, sampling_rate: int | None):
-    """The family's metrics from `modalzoo.evaluation` when it provides them, else None."""
-    try:
-        from modalzoo import evaluation
-    except ImportError:
-        return None
-    compute = getattr(evaluation, "reconstruction_metrics", None)
-    if compute is None:
-        return None
-    try:
-        return dict(compute(modality, reference, reconstruction, sampling_rate=sampling_rate))
-    except (ImportError, NotImplementedError):
-        return None
-
-
-def si_sdr(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
-    """Scale-invariant SDR in dB per item, `[B, T]` inputs."""
-    reference = reference - reference.mean(-1, keepdim=True)
-    estimate = estimate - estimate.mean(-1, keepdim=True)
-    scale = (estimate * reference).sum(-1, keepdim=True) / reference.pow(2).sum(-1, keepdim=True).clamp_min(1e-8)
-    target = scale * reference
-    return 10 * torch.log10(target.pow(2).sum(-1).clamp_min(1e-8) / (estimate - target).pow(2).sum(-1).clamp_min(1e-8))
+DEFAULT_EVAL_METRICS = {
+    "image": ("psnr", "ssim"),
+    "audio": ("si_sdr", "mel_distance", "stft_distance"),
+    "speech": ("si_sdr", "mel_distance", "stft_distance"),
+}
 
 
 @torch.no_grad()
-def evaluate(model, batch: dict[str, torch.Tensor], processor) -> tuple[dict[str, float], torch.Tensor]:
-    """Encode + decode the evaluation batch (the inference path, not `forward`) and measure
-    the reconstruction. Returns (metrics, reconstructions)."""
+def evaluate(model, batch: dict[str, torch.Tensor], processor, metrics: list[str] | None = None) -> tuple[dict[str, float], torch.Tensor]:
+    """Encode + decode the evaluation batch (the inference path, not `forward`) and measure the
+    reconstruction with `modalzoo.evaluation` (the same metrics as `modalzoo eval`), plus the
+    mean squared error in the model's space and codebook usage. Returns (metrics, reconstructions)."""
+    from modalzoo.evaluation import AudioMetrics, CodebookUsage, ImageMetrics
+
     encoded = model.encode(**batch)
     decoded = model.decode(encoded.codes, codes_mask=encoded.codes_mask)
     reference = batch[model.main_input_name].float()
     reconstruction = decoded.values.float()[..., : reference.shape[-1]]
-    metrics: dict[str, float] = {}
+    results = {"mse": (reconstruction - reference).pow(2).mean().item()}
+    requested = tuple(metrics or DEFAULT_EVAL_METRICS.get(model.modality, ()))
     if model.modality == "image":
         low, high = getattr(processor, "value_range", (0.0, 1.0))
-        unit_ref = (reference - low) / (high - low)
-        unit_rec = ((reconstruction - low) / (high - low)).clamp(0, 1)
-        mse = (unit_rec - unit_ref).pow(2).flatten(1).mean(1)
-        metrics["mse"] = mse.mean().item()
-        metrics["psnr"] = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean().item()
+        meter = ImageMetrics(requested, device=reference.device)
+        meter.update(((reference - low) / (high - low)).clamp(0, 1), ((reconstruction - low) / (high - low)).clamp(0, 1))
     else:
-        metrics["mse"] = (reconstruction - reference).pow(2).mean().item()
-        metrics["si_sdr"] = si_sdr(reference[:, 0], reconstruction[:, 0]).mean().item()
-    family = _family_metrics(
-        model.modality, reference.cpu(), reconstruction.cpu(), getattr(processor, "sampling_rate", None)
-    )
-    if family:
-        metrics.update({k: float(v) for k, v in family.items()})
-    codes = encoded.codes
-    usage = [codes[:, q].unique().numel() / size for q, size in enumerate(model.codebook_sizes[: codes.shape[1]])]
-    metrics["codebook_usage"] = sum(usage) / len(usage)
-    return metrics, reconstruction
+        meter = AudioMetrics(processor.sampling_rate, requested)
+        for original, decoded_item in zip(reference[:, 0].cpu(), reconstruction[:, 0].cpu()):
+            meter.update(original, decoded_item)
+    results.update(meter.compute())
+    if encoded.codes is not None:
+        usage = CodebookUsage(model.codebook_sizes)
+        usage.update(encoded.codes, encoded.codes_mask)
+        results.update(usage.compute())
+    return results, reconstruction
 
 
 def save_samples(trainer, batch: dict[str, torch.Tensor], reconstructions: torch.Tensor) -> Path:
@@ -135,70 +117,68 @@ def save_samples(trainer, batch: dict[str, torch.Tensor], reconstructions: torch
 
 
 # ----- the final folder -----------------------------------------------------------------------------------
-def model_card(trainer, history: list[dict], metrics: dict | None) -> str:
+def training_section(trainer, history: list[dict]) -> str:
+    """The card's account of the run: data, optimisation, loss curve end points."""
     config = trainer.config
-    model = trainer.eval_model
     first = history[0] if history else {}
     last = history[-1] if history else {}
     terms = [k for k in last if k not in ("step", "lr", "grad_norm", "adaptive_weight", "logits_real", "logits_fake")]
     lines = [
-        "---",
-        "library_name: modalzoo",
-        "tags: [modalzoo, tokenizer, " + model.modality + "]",
-        "---",
-        "",
-        f"# {config.model.name} trained with modalzoo",
-        "",
-        config.description or f"A {model.config.model_type} tokenizer trained with `modalzoo train`.",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "import modalzoo  # registers the family",
-        "from transformers import AutoModel",
-        "model = AutoModel.from_pretrained(\"PATH_OR_REPO\")",
-        "codes = model.encode(**processor(item, return_tensors=\"pt\")).codes",
-        "```",
         "",
         "## Training",
+        "",
+        config.description or f"Trained with `modalzoo train` from `{config.model.name}`.",
         "",
         f"- steps: {trainer.step}, items per step: {trainer.items_per_step()} "
         f"({config.data.batch_size} per process x {trainer.accelerator.num_processes} processes x {config.grad_accum} accumulation)",
         f"- data: `{config.data.source}`",
         f"- optimiser: AdamW lr {config.optim.lr:g}, betas {tuple(config.optim.betas)}, weight decay {config.optim.weight_decay:g}; "
-        f"schedule {config.schedule.name} with {config.schedule.warmup_steps} warm-up steps",
+        f"{config.schedule.name} schedule, {config.schedule.warmup_steps} warm-up steps",
         f"- loss weights: {json.dumps(trainer.loss_weights)}",
         f"- precision: {config.amp}; EMA decay: {config.ema_decay}; gradient clip: {config.clip}",
-        f"- weights saved: {'EMA' if trainer.ema is not None else 'raw'}",
+        f"- weights: {'EMA' if trainer.ema is not None else 'last step'}; the full recipe is `training_recipe.yaml`",
         "",
         "| loss term | first step | last step |",
         "|---|---|---|",
     ]
-    lines += [f"| {k} | {first.get(k, float('nan')):.4g} | {last[k]:.4g} |" for k in terms]
-    if metrics:
-        lines += ["", "## Evaluation (held-out items, encode + decode)", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if math.isfinite(v)]
-    lines += ["", "The full recipe is in `training_recipe.yaml`.", ""]
-    return "\n".join(lines)
+    lines += [f"| {k} | {f'{first[k]:.4g}' if k in first else '-'} | {last[k]:.4g} |" for k in terms]
+    return "\n".join(lines) + "\n"
 
 
 def save_final(trainer, history: list[dict], metrics: dict | None, *, push_to_hub: str | None = None) -> Path:
-    folder = Path(trainer.config.output_dir) / "final"
+    """`output_dir/final`: weights (EMA when kept), processor, the family's model card (with the
+    final evaluation) plus a training section, and the recipe; pushed when asked."""
+    from modalzoo.hub import render_model_card, save_for_hub
+    from modalzoo.registry import VARIANTS
+
+    config = trainer.config
+    folder = Path(config.output_dir) / "final"
     model = trainer.eval_model
-    model.save_pretrained(folder)
-    trainer.processor.save_pretrained(folder)
+    evaluation = None
+    if metrics:
+        evaluation = {"dataset": config.data.eval_source or config.data.source, "split": config.data.eval_split or config.data.split,
+                      "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)}}  # fmt: skip
+    # trained from a saved model: that is the base; from a variant's random init: none
+    base_model = None if config.model.name in VARIANTS else config.model.name
+    save_for_hub(model, folder, processor=trainer.processor, card=False)
+    card = render_model_card(model, push_to_hub, metrics=evaluation, base_model=base_model, tags=["modalzoo-train"])
+    (folder / "README.md").write_text(str(card).rstrip("\n") + "\n" + training_section(trainer, history))
     with open(folder / "training_recipe.yaml", "w") as handle:
-        yaml.safe_dump(trainer.config.to_dict(), handle, sort_keys=False)
-    (folder / "README.md").write_text(model_card(trainer, history, metrics))
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
     if push_to_hub:
         push_folder(folder, push_to_hub)
     return folder
 
 
 def push_folder(folder: Path, repo_id: str) -> str:
+    """Uploads the final folder as it is (card with the training section, recipe) in one commit."""
     from huggingface_hub import HfApi
 
+    from modalzoo.hub import hub_step
+
     api = HfApi()
-    api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="modalzoo train: final model")
+    with hub_step("pushing to", repo_id, "create repo"):
+        api.create_repo(repo_id, exist_ok=True)
+    with hub_step("pushing to", repo_id, "upload"):
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="modalzoo train: final model")
     return repo_id
