@@ -4,4 +4,5 @@ from . import reference  # noqa: F401
 from . import titok  # noqa: F401
 from . import wavtokenizer  # noqa: F401
 from . import one_d_piece  # noqa: F401
+from . import xcodec  # noqa: F401
 from . import flextok  # noqa: F401
