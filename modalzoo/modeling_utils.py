@@ -183,7 +183,14 @@ class ModalTokenizer(PreTrainedModel):
         self._init_family_weights(module)
 
     def _init_family_weights(self, module: nn.Module) -> None:
-        """Hook for parameters that belong to no torch module type (learned tokens, codebooks)."""
+        """Hook for parameters that belong to no torch module type (learned tokens, codebooks).
+        Use the guarded functions of `transformers.initialization` so loaded tensors are kept."""
+
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        # transformers treats code outside its package as "custom" and then skips every module
+        # that owns no tensor directly, so `_init_family_weights` would never see container
+        # modules (the model itself included). Every init here is guarded, so visit them all.
+        super()._initialize_weights(module, is_custom_code=False)
 
     @torch.no_grad()
     def initialize_weights(self) -> None:

@@ -15,8 +15,8 @@ def test_variants_are_listed_with_contract_facts():
     assert rows["reference-image-tiny"]["max_tokens"] == 64
     assert rows["reference-audio-tiny"]["codebook_sizes"] == [32, 32]
     assert rows["reference-audio-tiny"]["token_rate"] == 250.0
-    for row in rows.values():
-        assert f"{row['family'].replace('_', '-')}-tiny" in rows, f"family {row['family']} lacks a -tiny variant"
+    tiny_families = {row["family"] for row in rows.values() if row["name"].endswith("-tiny")}
+    assert tiny_families == {row["family"] for row in rows.values()}, "every family lists a -tiny variant"
 
 
 def test_every_tiny_variant_builds_and_is_small():
@@ -132,3 +132,32 @@ def test_forward_returns_named_loss_terms(photographs):
     assert set(output.losses) == {"reconstruction", "quantizer"}
     output.loss.backward()
     assert model.patchify.weight.grad is not None
+
+
+class InitProbeConfig(modalzoo.ModalTokenizerConfig):
+    model_type = "init_probe"
+
+
+class InitProbe(ModalTokenizer):
+    config_class = InitProbeConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.token = torch.nn.Parameter(torch.empty(4))  # owned by the model itself, a container
+        self.linear = torch.nn.Linear(2, 2)
+        self.post_init()
+
+    def _init_family_weights(self, module):
+        from transformers import initialization as init
+
+        if module is self:
+            init.constant_(self.token, 3.0)
+
+
+def test_family_init_reaches_container_modules_and_never_overwrites_loads(tmp_path):
+    model = InitProbe(InitProbeConfig())
+    assert torch.equal(model.token.detach(), torch.full((4,), 3.0))
+    with torch.no_grad():
+        model.token.fill_(7.0)
+    model.save_pretrained(tmp_path)
+    assert torch.equal(InitProbe.from_pretrained(tmp_path).token.detach(), torch.full((4,), 7.0))
