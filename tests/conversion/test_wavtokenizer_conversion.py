@@ -14,7 +14,7 @@ import torch
 import yaml
 from transformers import AutoFeatureExtractor, AutoModel
 
-import modalzoo
+import modalzoo  # noqa: F401  (registers the families)
 from modalzoo import create_config, create_processor
 from modalzoo.models.wavtokenizer import WavTokenizerModel
 
