@@ -24,10 +24,12 @@ GAN_LOSSES = ("hinge", "ls", "vanilla")
 @dataclass
 class ModelSection:
     """`name`: a registered variant (random init), a local folder or a Hub repo id;
-    `overrides`: config fields changed at build time (only for variants)."""
+    `overrides`: config fields changed at build time (only for variants); `freeze`: prefixes
+    of parameter names that are not trained (TiTok's stage 2 freezes encoder and quantizer)."""
 
     name: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed
 
 
 @dataclass
@@ -231,7 +233,7 @@ def _numbers(value):
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         bundled = Path(__file__).parent / "recipes" / path.name
         bundled_yaml = bundled.with_suffix(".yaml")
         for candidate in (bundled, bundled_yaml):

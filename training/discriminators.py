@@ -71,3 +71,12 @@ class NLayerDiscriminator(nn.Module):
             hidden = layer(hidden)
             features.append(hidden)
         return [self.head(hidden)], [features]
+
+
+@register_discriminator("multi_frequency")
+def multi_frequency_discriminator(**kwargs) -> nn.Module:
+    """X-Codec's MultiFrequencyDiscriminator (2-D convs over mel-warped STFT magnitude and dB at
+    several hops), defined with the family's losses in `modalzoo.models.xcodec`."""
+    from modalzoo.models.xcodec import MultiFrequencyDiscriminator
+
+    return MultiFrequencyDiscriminator(**kwargs)

@@ -81,6 +81,19 @@ def load_model(config: TrainConfig):
     return model, load_processor(name, model)
 
 
+def freeze_parameters(model: nn.Module, prefixes: list[str]) -> int:
+    """Turns off gradients of parameters whose names start with one of `prefixes`."""
+    frozen = 0
+    for prefix in prefixes:
+        matched = [p for name, p in model.named_parameters() if name == prefix or name.startswith(prefix + ".")]
+        if not matched:
+            raise ValueError(f"recipe: model.freeze prefix {prefix!r} matches no parameter of {type(model).__name__}")
+        for parameter in matched:
+            parameter.requires_grad_(False)
+        frozen += len(matched)
+    return frozen
+
+
 class Trainer:
     """`Trainer(config).train()`; `resume=True` continues from the latest checkpoint in
     `output_dir` (if any), a path resumes from that checkpoint, False starts afresh."""
@@ -101,6 +114,7 @@ class Trainer:
         model, self.processor = load_model(config)
         self.modality = model.modality
         model.train()
+        freeze_parameters(model, config.model.freeze)
         self.codebook_sync = synchronise_codebooks(model)
         model.to(self.device)
         self.ema = ModelEMA(model, decay=config.ema_decay, start_step=config.ema_start) if config.ema_decay else None

@@ -57,3 +57,23 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     initial = create_model("reference-image-tiny").state_dict()
     embed = next(k for k in single["model"] if k.endswith("_codebook.embed"))
     assert (single["model"][embed] - initial[embed]).abs().max() > 1e-3
+
+
+def test_distributed_ema_update_matches_the_codebooks_own(tmp_path):
+    """With the statistics all-reduced over a group of one, the replacement EMA update of
+    modalzoo's EnCodec-layout codebook is exactly the codebook's own update."""
+    from modalzoo.quantizers.euclidean_codebook import EuclideanCodebook
+    from modalzoo.training.codebooks import _distributed_ema_update_
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        own, replaced = EuclideanCodebook(dim=8, codebook_size=16), EuclideanCodebook(dim=8, codebook_size=16)
+        replaced.load_state_dict(own.state_dict())
+        flat = torch.randn(64, 8)
+        codes = own._nearest(flat)
+        own._ema_update_(flat, codes)
+        _distributed_ema_update_(replaced, flat, codes)
+        for name, value in own.state_dict().items():
+            assert torch.equal(value, replaced.state_dict()[name]), name
+    finally:
+        torch.distributed.destroy_process_group()

@@ -200,3 +200,23 @@ def test_push_to_hub_uploads_the_final_folder(tmp_path, monkeypatch):
     code = main(["train", "reference_image_tiny", *FAST, "steps=2", "discriminator=null", f"output_dir={tmp_path}", "--push-to-hub", "me/tiny"])
     assert code == 0
     assert pushed == [(tmp_path / "final", "me/tiny")]
+
+
+# ----- the family recipes' CPU variants ---------------------------------------------------------------------------
+def test_titok_tiny_recipe_reconstruction_falls(tmp_path):
+    output = tmp_path / "run"
+    code = main(["train", "titok_tiny", "steps=12", "data.batch_size=4", "discriminator.start_step=10", "log_every=1",
+                 "eval_every=0", "num_samples=0", "log_with=[csv]", f"output_dir={output}"])  # fmt: skip
+    assert code == 0
+    first, last = _first_and_last(read_metrics(output)["train/reconstruction"])
+    assert last < 0.6 * first, (first, last)
+
+
+def test_wavtokenizer_tiny_recipe_runs_in_bf16_with_an_fp32_codebook(tmp_path):
+    trainer = Trainer(load_recipe("wavtokenizer_tiny", [*FAST, "data.batch_size=2", "amp=bf16", f"output_dir={tmp_path}"]), resume=False)
+    codebook = trainer.model.codebook
+    assert codebook.inited.item() == 0
+    logs = [trainer.train_step() for _ in range(2)]
+    assert codebook.inited.item() == 1 and codebook.embed.dtype == torch.float32  # k-means ran on the first batch
+    assert trainer.loss_weights == {"mel": 45.0, "commitment": 1000.0}
+    assert all(math.isfinite(v) for entry in logs for v in entry.values())
