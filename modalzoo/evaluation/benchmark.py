@@ -63,6 +63,7 @@ class BenchSettings:
     audio_seconds: float = 5.0
     smoke: bool = False
     encode_options: dict = field(default_factory=dict)
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default (one per core)
 
     @classmethod
     def for_smoke(cls, **overrides) -> BenchSettings:
@@ -416,20 +417,30 @@ def run_benchmark(
     """Benchmarks every model and returns `{"machine", "settings", "rows"}`."""
     from .originals import load_original
 
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    threads_before = torch.get_num_threads()
+    if settings.threads is not None:
+        torch.set_num_threads(int(settings.threads))
     rows = []
-    for spec in models:
-        if log:
-            log(f"bench {spec} ...")
-        original = None
-        if compare_original is not None:
-            def original(model, _checkout=compare_original):
-                return load_original(model.config.model_type, _checkout, model, original_plugin)
-        try:
-            rows += bench_model(spec, settings, loader=loader, original=original)
-        except Exception as error:
-            rows.append({"model": spec, "error": f"{type(error).__name__}: {error}".splitlines()[0][:300]})
+    try:
+        for spec in models:
+            if log:
+                log(f"bench {spec} ...")
+            original = None
+            if compare_original is not None:
+                def original(model, _checkout=compare_original):
+                    return load_original(model.config.model_type, _checkout, model, original_plugin)
+            try:
+                rows += bench_model(spec, settings, loader=loader, original=original)
+            except Exception as error:
+                rows.append({"model": spec, "error": f"{type(error).__name__}: {error}".splitlines()[0][:300]})
+        machine = machine_info(settings.device)
+    finally:
+        torch.set_num_threads(threads_before)
+    if load_at_start is not None:
+        machine["load_average_1m"] = {"start": round(load_at_start, 2), "end": machine["load_average_1m"]}
     return {
-        "machine": machine_info(settings.device),
+        "machine": machine,
         "settings": {**asdict(settings), "batch_sizes": list(settings.batch_sizes), "tag": settings.tag},
         "environment": environment(settings.device),
         "compare_original": None if compare_original is None else str(compare_original),
@@ -450,26 +461,44 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 
 def describe_machine(machine: dict) -> str:
-    text = f"{machine['cpu']}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads)"
+    text = f"{machine['cpu']}, {machine['cpu_cores']} cores, torch threads: {machine['torch_threads']}"
     if "memory_gb" in machine:
         text += f", {machine['memory_gb']} GB RAM"
+    load = machine.get("load_average_1m")
+    if isinstance(load, dict):  # other processes competing for the cores inflate latencies
+        text += f", load average {load['start']:g} at start / {load['end']:g} at end"
     if "gpu" in machine:
         text += f"; {machine['gpu']} ({machine['gpu_memory_gb']} GB, CUDA {machine['cuda']})"
     return text + f"; torch {machine['torch']}, Python {machine['python']}, {machine['platform']}"
 
 
+def _busy_warning(machine: dict) -> list[str]:
+    load = machine.get("load_average_1m")
+    start = load.get("start") if isinstance(load, dict) else load
+    if start is None or start <= machine["cpu_cores"]:
+        return []
+    return [
+        f"Warning: other processes kept the cores busy (load average {start:g} on {machine['cpu_cores']} cores); "
+        "latencies are inflated, most with more than one torch thread (threads wait on each other at every barrier)."
+    ]
+
+
 def render_markdown(result: dict) -> str:
     settings, machine = result["settings"], result["machine"]
-    lines = [
-        f"## {settings['tag']}",
-        "",
+    paragraphs = [
         f"Machine: {describe_machine(machine)}.",
         f"Settings: device {settings['device']}, {settings['dtype']}, {'torch.compile' if settings['compile'] else 'eager'}, "
+        f"{settings.get('threads') or 'default'} torch thread(s), "
         f"{settings['repeats']} timed runs after {settings['warmup']} warm-up, audio inputs {settings['audio_seconds']:g} s"
         + (" (smoke run: not a measurement)" if settings["smoke"] else "") + ".",
+        *_busy_warning(machine),
         "Latency: median ± half the interquartile range, in ms per batch. RTF: processing time / audio duration "
         "(< 1 is faster than real time). Memory: peak during one call, in MiB (absolute / increase over the call's start).",
-        "",
+    ]
+    lines = [f"## {settings['tag']}", ""]
+    for paragraph in paragraphs:
+        lines += [paragraph, ""]
+    lines += [
         "| model | params | batch | encode ms | decode ms | encode items/s | decode items/s | RTF enc / dec "
         "| peak MiB enc | peak MiB dec | codes/item | codes/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -516,19 +545,26 @@ def plot_throughput(result: dict, path: str | Path) -> Path | None:
     except ImportError:
         return None
     rows = [row for row in result["rows"] if "error" not in row]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
+    batch_sizes = sorted({row["batch_size"] for row in rows})
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=False)
     for axis, stage in zip(axes, ("encode", "decode")):
         for model in dict.fromkeys(row["model"] for row in rows):
             points = sorted((row["batch_size"], row[f"{stage}_items_per_s"]) for row in rows if row["model"] == model)
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model)
         axis.set_xscale("log", base=2)
+        axis.set_xticks(batch_sizes, [str(size) for size in batch_sizes])
+        axis.minorticks_off()
         axis.set_yscale("log")
         axis.set_xlabel("batch size")
         axis.set_ylabel("items / s")
         axis.set_title(f"{stage} throughput")
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize="small")
-    figure.suptitle(f"modalzoo bench {result['settings']['tag']}: {result['machine']['cpu']}", fontsize="medium")
+    axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    seconds = result["settings"]["audio_seconds"]
+    figure.suptitle(
+        f"modalzoo bench {result['settings']['tag']}: {result['machine']['cpu']} (audio items: {seconds:g} s clips)",
+        fontsize="medium",
+    )
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, dpi=120)

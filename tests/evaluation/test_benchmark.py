@@ -15,8 +15,10 @@ HERE = Path(__file__).parent
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     output = tmp_path_factory.mktemp("bench")
-    argv = ["bench", "--families", "reference_image,reference_audio", "--smoke", "--batch", "1,4", "--output-dir", str(output)]
+    argv = ["bench", "--families", "reference_image,reference_audio", "--smoke", "--batch", "1,4", "--threads", "1", "--output-dir", str(output)]
+    threads = torch.get_num_threads()
     assert main(argv) == 0
+    assert torch.get_num_threads() == threads  # --threads holds for the run only
     return output
 
 
@@ -25,6 +27,7 @@ def test_smoke_bench_writes_json_markdown_and_plot_with_sane_numbers(smoke_run):
     assert stem.with_suffix(".png").stat().st_size > 0
     result = json.loads(stem.with_suffix(".json").read_text())
     assert result["machine"]["cpu"] and result["machine"]["cpu_cores"] >= 1 and result["machine"]["torch"] == torch.__version__
+    assert result["settings"]["threads"] == 1 and result["machine"]["torch_threads"] == 1
     rows = result["rows"]
     assert [(row["model"], row["batch_size"]) for row in rows] == [
         ("reference-image-tiny", 1), ("reference-image-tiny", 4), ("reference-audio-tiny", 1), ("reference-audio-tiny", 4),
@@ -42,6 +45,14 @@ def test_smoke_bench_writes_json_markdown_and_plot_with_sane_numbers(smoke_run):
     assert audio["encode_rtf"] == pytest.approx(audio["encode_ms"]["median"] / 1e3 / 0.25)
     markdown = stem.with_suffix(".md").read_text()
     assert "| reference-audio-tiny |" in markdown and "Machine:" in markdown and result["machine"]["cpu"] in markdown
+
+
+def test_markdown_warns_when_other_processes_kept_the_cores_busy(smoke_run):
+    from modalzoo.evaluation import render_markdown
+
+    result = json.loads((smoke_run / "cpu-fp32-eager-smoke.json").read_text())
+    result["machine"]["load_average_1m"] = {"start": 4 * result["machine"]["cpu_cores"], "end": 1.0}
+    assert "Warning: other processes kept the cores busy" in render_markdown(result)
 
 
 def test_peak_memory_sees_an_allocation_inside_the_call():
