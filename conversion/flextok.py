@@ -103,8 +103,12 @@ _VAE_FIXED = {
     "latents_mean": None,
     "latents_std": None,
 }
-# Config fields that only matter for training: ignored when matching a registered variant.
-_TRAINING_FIELDS = {"nested_dropout_mode", "condition_dropout_prob", "flow_timestep_sampling", "flow_mode_scale"}
+# Config fields that do not describe the architecture (training and sampling defaults): ignored
+# when matching a registered variant.
+_TRAINING_FIELDS = {
+    "nested_dropout_mode", "condition_dropout_prob", "flow_timestep_sampling", "flow_mode_scale",
+    "sampling_num_steps", "sampling_guidance_scale", "sampling_norm_guidance",
+}
 
 
 # ----- reading the release format ----------------------------------------------------------------
@@ -833,6 +837,175 @@ def convert_checkpoint(
     return {"mapped": len(converted), "dropped": {**dropped, **dropped_vae}, "missing": missing}
 
 
+# ----- the reverse direction (building the original from a modalzoo model) ----------------------
+_ORIGINAL = "flextok.model."
+# modalzoo key prefix -> original key prefix (tensor names below them are the same)
+_REVERSE_PREFIXES = [
+    ("vae.", "vae.vae."),
+    ("encoder.patch_embed.", "encoder.module_dict.enc_patch_emb.patch_proj."),
+    ("encoder.blocks.", "encoder.module_dict.enc_transformer.blocks."),
+    ("encoder.to_latents.", "encoder.module_dict.enc_to_latents.proj."),
+    ("decoder.from_latents.", "decoder.module_dict.dec_from_latents.proj."),
+    ("decoder.patch_embed.", "decoder.module_dict.dec_noise_patch_emb.patch_proj."),
+    ("decoder.time_fc1.", "decoder.module_dict.dec_time_embedder.mlp.0."),
+    ("decoder.time_fc2.", "decoder.module_dict.dec_time_embedder.mlp.2."),
+    ("decoder.blocks.", "decoder.module_dict.dec_transformer.blocks."),
+    ("decoder.head_adaln.", "decoder.module_dict.dec_to_patches.adaLN_modulation.1."),
+    ("decoder.head.", "decoder.module_dict.dec_to_patches.proj."),
+]
+_REVERSE_NAMES = {
+    "encoder.registers": "encoder.module_dict.enc_register_module.registers",
+    "decoder.mask_token": "decoder.module_dict.dec_nested_dropout.dropout_mask_token",
+    "decoder.null_condition": "decoder.module_dict.dec_latent_dropout.nullcond",
+}
+
+
+def _node(target: str, **kwargs) -> dict:
+    return {"_target_": _ORIGINAL + target, **kwargs}
+
+
+def _op(name: str) -> dict:
+    return {"_target_": _ORIGINAL + "utils.dict_ops." + name, "_partial_": True}
+
+
+def to_original_config(config: FlexTokConfig, *, materialized_masks: bool = False, vae_hf_hub_path: str | None = None) -> dict:
+    """The original's hydra config (as a dict) of a model with `config`: the inverse of
+    `convert_config` (module names as in the reconstruction of tests/fixtures/flextok).
+    `materialized_masks` makes the packers return dense masks (the original's SDPA path)."""
+    c = config
+    levels, grid, registers = len(c.fsq_levels), c.grid_size, c.num_registers
+    enc, dec = c.encoder_hidden_size, c.decoder_hidden_size
+    blocks = {"head_dim": c.head_dim, "mlp_ratio": c.mlp_ratio, "qkv_bias": c.qkv_bias, "proj_bias": c.proj_bias,
+              "mlp_bias": c.mlp_bias}
+    patch = [c.patch_size, c.patch_size]
+
+    def packer(keys, prefix, mode, **extra):
+        return _node("preprocessors.flex_seq_packing.BlockWiseSequencePacker", input_list_read_keys=keys,
+                     packed_seq_write_key=f"{prefix}_packed_seq", block_mask_write_key=f"{prefix}_block_mask",
+                     inner_packed_shapes_write_key=f"{prefix}_ps_inner", outer_packed_shapes_write_key=f"{prefix}_ps_outer",
+                     mask_mode=mode, pad_to_multiple=128, return_materialized_mask=materialized_masks, **extra)
+
+    encoder = {
+        "enc_channels_to_last": _node("utils.dict_ops.PerSampleOp", read_key="vae_latents", write_key="enc_vae_latents_bhwc",
+                                      per_sample_op=_op("channels_first_to_last")),
+        "enc_patch_emb": _node("preprocessors.patching.PatchEmbedder", input_tensor_list_read_key="enc_vae_latents_bhwc",
+                               patches_list_write_key="enc_patches", n_patches_write_key="enc_n_patches",
+                               channels_in=c.vae_latent_channels, dim=enc, patch_sizes=patch, flatten_patches=False),
+        "enc_posemb_module": _node("utils.posembs.PositionalEmbeddingAdder", read_key="enc_patches", write_key="enc_patches",
+                                   dim=enc, max_sizes=[grid, grid], posemb_type="sincos", posemb_scaling="absolute"),
+        "enc_register_module": _node("preprocessors.registers.Registers1D", input_tensor_list_read_key="enc_patches",
+                                     register_sizes_read_write_key="register_sizes", registers_write_key="enc_registers",
+                                     dim=enc, n_min=registers, n_max=registers, ordering_mode="nested"),
+        "enc_seq_packer": packer(["enc_patches", "enc_registers"], "enc", "causal_last"),
+        "enc_transformer": _node("trunks.transformers.FlexTransformer", input_seq_read_key="enc_packed_seq",
+                                 output_seq_write_key="enc_packed_seq", dim=enc, depth=c.encoder_num_layers,
+                                 block_mask_read_key="enc_block_mask", **blocks),
+        "enc_unpacker": _node("postprocessors.seq_unpacking.SequenceUnpacker", packed_seq_read_key="enc_packed_seq",
+                              inner_seq_write_keys=["enc_patches", "enc_registers"], inner_packed_shapes_read_key="enc_ps_inner",
+                              outer_packed_shapes_read_key="enc_ps_outer"),
+        "enc_to_latents": _node("postprocessors.heads.LinearHead", read_key="enc_registers", write_key="enc_registers",
+                                dim=enc, dim_out=levels, use_mup_readout=False, proj_bias=c.encoder_head_bias),
+    }
+    decoder = {
+        "dec_from_latents": _node("preprocessors.linear.LinearLayer", read_key="fsq_quants", write_key="dec_quants",
+                                  dim_in=levels, dim=dec, proj_bias=c.decoder_input_bias),
+    }
+    if c.decoder_register_positions == "learned":
+        decoder["dec_registers_posemb_module"] = _node(
+            "utils.posembs.PositionalEmbeddingAdder", read_key="dec_quants", write_key="dec_quants", dim=dec,
+            max_sizes=[registers], posemb_type="learnable_sum", posemb_scaling="absolute")
+    decoder["dec_nested_dropout"] = _node(
+        "preprocessors.token_dropout.MaskedNestedDropout", read_write_key="dec_quants", dim=dec,
+        eval_keep_k_read_key="eval_keep_k", size_sampling_mode=c.nested_dropout_mode)
+    null = {"read_write_key": "dec_quants", "eval_drop_flag_read_key": "eval_dropout_mask",
+            "dropout_prob": c.condition_dropout_prob}
+    if c.null_condition == "learned":
+        decoder["dec_latent_dropout"] = _node("preprocessors.nullcond.LearnedNullCond", dim=dec,
+                                              replace_with_single_token=c.null_condition_single_token, **null)
+    else:
+        decoder["dec_latent_dropout"] = _node("preprocessors.nullcond.ZeroNullCond", **null)
+    order = ["dec_patches", "dec_quants"] if c.decoder_sequence_order == "patches_first" else ["dec_quants", "dec_patches"]
+    segments = c.decoder_adaln_segments == 2
+    decoder.update({
+        "dec_noise_channels_to_last": _node("utils.dict_ops.PerSampleOp", read_key="vae_latents_noised",
+                                            write_key="dec_noised_bhwc", per_sample_op=_op("channels_first_to_last")),
+        "dec_noise_patch_emb": _node("preprocessors.patching.PatchEmbedder", input_tensor_list_read_key="dec_noised_bhwc",
+                                     patches_list_write_key="dec_patches", n_patches_write_key="dec_n_patches",
+                                     channels_in=c.vae_latent_channels, dim=dec, patch_sizes=patch, flatten_patches=False),
+        "dec_patches_posemb_module": _node("utils.posembs.PositionalEmbeddingAdder", read_key="dec_patches",
+                                           write_key="dec_patches", dim=dec, max_sizes=[grid, grid], posemb_type="sincos",
+                                           posemb_scaling="absolute"),
+        "dec_seq_packer": packer(order, "dec", "full", emb_packing_fn_write_key="dec_adaLN_packing_fn", per_subseq_embs=segments),
+        "dec_time_embedder": _node("preprocessors.time_embedding.TimestepEmbedder", timesteps_read_key="timesteps",
+                                   time_embedding_write_key="dec_temb", dim=dec,
+                                   frequency_embedding_size=c.timestep_frequency_size, max_timestep=c.max_timestep),
+        "dec_transformer": _node("trunks.transformers.FlexTransformer", input_seq_read_key="dec_packed_seq",
+                                 output_seq_write_key="dec_packed_seq", dim=dec, depth=c.decoder_num_layers,
+                                 block_mask_read_key="dec_block_mask", adaLN_emb_read_key="dec_temb",
+                                 adaLN_packing_fn_read_key="dec_adaLN_packing_fn", adaLN_expansion=c.decoder_adaln_segments,
+                                 **blocks),
+        "dec_unpacker": _node("postprocessors.seq_unpacking.SequenceUnpacker", packed_seq_read_key="dec_packed_seq",
+                              inner_seq_write_keys=order, inner_packed_shapes_read_key="dec_ps_inner",
+                              outer_packed_shapes_read_key="dec_ps_outer"),
+        "dec_to_patches": _node("postprocessors.heads.ToPatchesLinearHead", read_key="dec_patches",
+                                write_key="vae_latents_reconst_bhwc", dim=dec, channels_out=c.vae_latent_channels,
+                                patch_sizes=patch, use_mup_readout=False, proj_bias=c.decoder_head_bias,
+                                adaLN_emb_read_key="dec_temb" if c.decoder_head_adaln else None),
+        "dec_channels_to_first": _node("utils.dict_ops.PerSampleOp", read_key="vae_latents_reconst_bhwc",
+                                       write_key="vae_latents_reconst", per_sample_op=_op("channels_last_to_first")),
+    })
+    wrapper = "utils.wrappers.SequentialModuleDictWrapper"
+    return {
+        "_target_": "flextok.flextok_wrapper.FlexTok",
+        "vae": {"_target_": "flextok.vae_wrapper.StableDiffusionVAE", "images_read_key": "rgb",
+                "vae_latents_read_key": "vae_latents_reconst", "vae_latents_write_key": "vae_latents",
+                "images_reconst_write_key": "rgb_reconst", "vae_kl_loss_write_key": "vae_kl_loss",
+                "latent_channels": c.vae_latent_channels, "scaling_factor": c.vae_scaling_factor,
+                "hf_hub_path": vae_hf_hub_path, "sample_posterior": c.vae_sample_posterior, "frozen": True},
+        "encoder": _node(wrapper, module_dict=encoder),
+        "decoder": _node(wrapper, module_dict=decoder),
+        "regularizer": {"_target_": "flextok.regularizers.quantize_fsq.FSQ", "latents_read_key": "enc_registers",
+                        "quants_write_key": "fsq_quants", "tokens_write_key": "tokens", "levels": list(c.fsq_levels)},
+        "flow_matching_noise_module": {"_target_": "flextok.flow_matching.noise_modules.MinRFNoiseModule",
+                                       "clean_images_read_key": "vae_latents", "noised_images_write_key": "vae_latents_noised",
+                                       "timesteps_write_key": "timesteps", "sigmas_write_key": "sigmas",
+                                       "ln": c.flow_timestep_sampling == "logit_normal", "mode_scale": c.flow_mode_scale},
+        "pipeline": {"_target_": "flextok.flow_matching.pipelines.MinRFPipeline", "_partial_": True,
+                     "latents_read_key": "fsq_quants", "timesteps_read_key": "timesteps",
+                     "noised_images_read_key": "vae_latents_noised", "reconst_write_key": "vae_latents_reconst",
+                     "out_channels": c.vae_latent_channels},
+    }
+
+
+def to_original_state_dict(state_dict: Mapping[str, torch.Tensor], config: FlexTokConfig) -> dict[str, torch.Tensor]:
+    """A modalzoo state dict in the original's key layout for `to_original_config(config)` (the
+    inverse of `convert_state_dict`, with the sin-cos tables the original stores)."""
+    from modalzoo.layers.adaln_transformer import sincos_2d_positions
+
+    original = {}
+    for key, tensor in state_dict.items():
+        if key in _REVERSE_NAMES:
+            original[_REVERSE_NAMES[key]] = tensor
+        elif key == "decoder.register_positions":
+            original["decoder.module_dict.dec_registers_posemb_module.posembs"] = tensor.transpose(0, 1)[None, None].contiguous()
+        else:
+            for ours, theirs in _REVERSE_PREFIXES:
+                if key.startswith(ours):
+                    name = key[len(ours):]
+                    if ours.endswith("blocks.") and ".adaln_modulation." in name:
+                        name = name.replace(".adaln_modulation.", ".adaLN_modulation.1.")
+                    original[theirs + name] = tensor
+                    break
+            else:
+                raise ValueError(f"{key} has no place in the original layout")
+    grid = config.grid_size
+    for part, module, width in (("encoder", "enc_posemb_module", config.encoder_hidden_size),
+                                ("decoder", "dec_patches_posemb_module", config.decoder_hidden_size)):
+        table = sincos_2d_positions(grid, width).transpose(0, 1).reshape(1, width, grid, grid)
+        original[f"{part}.module_dict.{module}.posembs"] = table
+    return original
+
+
 __all__ = [
     "LICENSE_NOTICE",
     "config_kwargs",
@@ -845,4 +1018,6 @@ __all__ = [
     "parse_metadata",
     "read_safetensors",
     "read_vae_folder",
+    "to_original_config",
+    "to_original_state_dict",
 ]

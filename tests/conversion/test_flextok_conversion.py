@@ -265,3 +265,23 @@ def test_cli_convert(tmp_path):
     refused += ["--variant", "flextok-d12-d12-in1k"]
     assert main(refused) == 2
     shutil.rmtree(tmp_path / "cli")
+
+
+def test_reverse_conversion_round_trips():
+    """`to_original_config` / `to_original_state_dict` (the bench plugin builds the original with
+    them) invert the converter exactly on the recorded release-layout file."""
+    tensors, original, vae_config = _tiny_state_and_config()
+    config = conversion.convert_config(original, vae_config=vae_config)
+    state = conversion.convert_state_dict(tensors, config)
+    back = conversion.to_original_state_dict(state, config)
+    assert set(back) == set(tensors)
+    for key, tensor in tensors.items():
+        assert torch.equal(back[key], tensor), key
+    again = conversion.convert_config(conversion.to_original_config(config), vae_config=vae_config)
+    assert again.to_dict() == config.to_dict()
+    for options in ({"null_condition": "zero", "decoder_register_positions": "none"},
+                    {"decoder_adaln_segments": 1, "decoder_head_adaln": False, "decoder_sequence_order": "registers_first"}):
+        changed = modalzoo.create_config("flextok-tiny", **options)
+        assert conversion.convert_config(conversion.to_original_config(changed), vae_config=vae_config).to_dict() == {
+            **changed.to_dict(), "variant": None
+        }

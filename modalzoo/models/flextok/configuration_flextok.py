@@ -50,6 +50,8 @@ class FlexTokConfig(ModalTokenizerConfig):
             embedding.
         timestep_frequency_size / max_timestep: the sinusoidal time embedding (timesteps in
             [0, max_timestep]; frequencies scaled by 1000 / max_timestep, max period 256).
+        sampling_num_steps / sampling_guidance_scale / sampling_norm_guidance: what `decode` uses
+            when not told otherwise (the original README's 25 steps, guidance 7.5, APG on).
         nested_dropout_mode / condition_dropout_prob / flow_timestep_sampling /
             flow_mode_scale: training only (`forward`): how many registers to keep per image
             ("uniform" 1..R or "pow2"), how often to drop the condition, and how to sample flow
@@ -91,6 +93,9 @@ class FlexTokConfig(ModalTokenizerConfig):
     decoder_head_adaln: bool = True
     timestep_frequency_size: int = 256
     max_timestep: float = 1.0
+    sampling_num_steps: int = 25
+    sampling_guidance_scale: float = 7.5
+    sampling_norm_guidance: bool = True
     nested_dropout_mode: str = "uniform"
     condition_dropout_prob: float = 0.1
     flow_timestep_sampling: str = "logit_normal"

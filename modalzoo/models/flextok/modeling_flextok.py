@@ -291,7 +291,7 @@ class FlexTokTokenizer(ModalTokenizer):
       first k of the image's ordered codes. The VAE samples its posterior (as the original):
       pass `generator` for reproducible codes, or `sample_posterior=False` for the mean.
     * `decode(codes, codes_mask=None, num_steps=25, guidance_scale=7.5, norm_guidance=True,
-      generator=None)` -> pixels `[B, 3, S, S]` roughly in [-1, 1] (not clamped). Items may
+      generator=None)` (defaults from `config.sampling_*`) -> pixels `[B, 3, S, S]` roughly in [-1, 1] (not clamped). Items may
       have different lengths through `codes_mask` (a prefix mask `[B, T]`).
     * `forward(pixel_values)` -> the rectified-flow loss with nested dropout, for training.
     """
@@ -419,17 +419,21 @@ class FlexTokTokenizer(ModalTokenizer):
         codes: torch.Tensor,
         *,
         codes_mask: torch.Tensor | None = None,
-        num_steps: int = 25,
-        guidance_scale: float | Callable[[float], float] = 7.5,
-        norm_guidance: bool = True,
+        num_steps: int | None = None,
+        guidance_scale: float | Callable[[float], float] | None = None,
+        norm_guidance: bool | None = None,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Codes -> VAE latents `[B, C, h, w]` by `num_steps` Euler steps of the rectified flow
         (the part of `decode` before the VAE)."""
         codes = self.check_codes(codes)
+        config = self.config
+        num_steps = config.sampling_num_steps if num_steps is None else num_steps
+        guidance_scale = config.sampling_guidance_scale if guidance_scale is None else guidance_scale
+        norm_guidance = config.sampling_norm_guidance if norm_guidance is None else norm_guidance
         batch, _, length = codes.shape
-        total = self.config.num_registers
+        total = config.num_registers
         if length > total:
             raise ValueError(f"codes have {length} positions; this model has {total} registers")
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
@@ -482,15 +486,16 @@ class FlexTokTokenizer(ModalTokenizer):
         codes: torch.Tensor,
         *,
         codes_mask: torch.Tensor | None = None,
-        num_steps: int = 25,
-        guidance_scale: float | Callable[[float], float] = 7.5,
-        norm_guidance: bool = True,
+        num_steps: int | None = None,
+        guidance_scale: float | Callable[[float], float] | None = None,
+        norm_guidance: bool | None = None,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """Codes `[B, 1, k]` (1 <= k <= num_registers) -> pixels `[B, 3, S, S]`.
 
-        `guidance_scale` 1.0 disables guidance; otherwise `norm_guidance` picks APG (the
+        Unset sampling options come from the config (`sampling_*`: 25 steps, guidance 7.5 with
+        APG, the original README's settings). `guidance_scale` 1.0 disables guidance; otherwise `norm_guidance` picks APG (the
         original README's setting) or plain classifier-free guidance. `guidance_scale` may be a
         function of the flow time t in (0, 1]. `noise` replaces the generator's initial draw."""
         latents = self.decode_latents(
