@@ -59,7 +59,8 @@ def zero_past_end(modules: list[nn.Module], frame_lengths: torch.Tensor, total_f
         layer.register_forward_pre_hook(zero_tail)
         for module in modules
         for layer in module.modules()
-        if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d))
+        # a pointwise conv never mixes time steps: what lies past the end stays there
+        if isinstance(layer, nn.ConvTranspose1d) or (isinstance(layer, nn.Conv1d) and layer.kernel_size != (1,))
     ]
     try:
         yield
@@ -210,8 +211,10 @@ class XcodecTokenizer(ChunkedCodecMixin, ModalTokenizer, XcodecModel):
         audio = input_values.to(self.fc.weight.dtype)
         if padding_mask is None:
             return audio, None
-        audio = audio * padding_mask[:, None].to(audio.dtype)
         total_frames = -(-audio.shape[-1] // self.hop_length)
+        if audio.shape[-1] == total_frames * self.hop_length and bool(padding_mask.bool().all()):
+            return audio, None
+        audio = audio * padding_mask[:, None].to(audio.dtype)
         audio = F.pad(audio, (0, total_frames * self.hop_length - audio.shape[-1]))
         return audio, self._frame_lengths(padding_mask, total_frames)
 
