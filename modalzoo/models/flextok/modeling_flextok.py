@@ -42,7 +42,7 @@ from ...layers.adaln_transformer import (
     sincos_2d_positions,
 )
 from ...modeling_utils import ComputedBuffers, DecoderOutput, EncoderOutput, ModalTokenizer, TokenizerOutput
-from ...quantizers import FiniteScalarQuantizer
+from ...quantizers.scalar_quantizer import FiniteScalarQuantizer
 from .configuration_flextok import FlexTokConfig
 
 # The original's APG settings (MinRFPipeline: MomentumBuffer(-0.5), eta 0, norm threshold 2.5).
