@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from modalzoo.bridge import CodeBlockLayout, MultimodalTokenizer, NumberTokens, SpanError, SpanLayout, locate_spans
 from modalzoo.modeling_utils import EncoderOutput
 
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 codebook_sizes = st.lists(st.integers(1, 70_000), min_size=1, max_size=5)
 offsets = st.integers(0, 2**40)
