@@ -9,8 +9,9 @@ Three cases, encode and decode each:
 * batch 8, lengths from 40 % to 100 % of `--seconds`: modalzoo's masked batch (one call, every item
   as if alone) against the per-item loop a transformers user needs, since `XcodecModel` takes no
   padding mask (the `modalzoo bench --compare-original` plugin's baseline).
-Ratios are plain / modalzoo median latency: above 1 means modalzoo is faster. The codes of both
-sides are compared too. `modalzoo bench --models xcodec-hubert-librispeech --compare-original .`
+Calls alternate (modalzoo, plain, modalzoo, ...) and the ratio is the median of the per-pair
+plain / modalzoo latencies: above 1 means modalzoo is faster. The codes of both sides are compared
+too. `modalzoo bench --models xcodec-hubert-librispeech --compare-original .`
 gives the equal-length rows in the shared benchmark table.
 """
 
@@ -19,13 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from modalzoo import create_model, create_processor
-from modalzoo.evaluation.benchmark import machine_info, time_calls
+from modalzoo.evaluation.benchmark import machine_info
 from modalzoo.evaluation.originals.xcodec_tokenizer import load_original
 
 
@@ -41,15 +44,33 @@ def _clips(seconds: float, batch: int, rate: int, ragged: bool) -> list[np.ndarr
     return clips
 
 
+def paired(ours, plain, *, repeats: int, warmup: int, synchronize) -> dict:
+    """Alternates the two calls and returns both medians and the median of the per-pair ratios
+    plain / ours: a busy machine's slow drifts then hit both sides of each pair alike."""
+
+    def once(fn) -> float:
+        synchronize()
+        start = time.perf_counter()
+        fn()
+        synchronize()
+        return (time.perf_counter() - start) * 1e3
+
+    for _ in range(warmup):
+        ours(), plain()
+    pairs = [(once(ours), once(plain)) for _ in range(repeats)]
+    return {
+        "ms": statistics.median(a for a, _ in pairs),
+        "plain_ms": statistics.median(b for _, b in pairs),
+        "ratio": statistics.median(b / a for a, b in pairs),
+    }
+
+
 def run(model_name: str, seconds: float, device: str, repeats: int, warmup: int) -> dict:
     torch.manual_seed(0)
     model = create_model(model_name).to(device).eval()
     processor = create_processor(model.config)
     plain = load_original(Path("."), model)
     synchronize = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
-
-    def timed(fn):
-        return time_calls(fn, repeats=repeats, warmup=warmup, synchronize=synchronize)["median"]
 
     rows = []
     for case, batch, ragged in (("batch 1", 1, False), ("batch 8, equal lengths", 8, False), ("batch 8, different lengths", 8, True)):
@@ -59,23 +80,17 @@ def run(model_name: str, seconds: float, device: str, repeats: int, warmup: int)
             ours = model.encode(**inputs)
             theirs = plain.encode(**inputs)
             mask = ours.codes_mask
-            agree = float((ours.codes == theirs)[:, :, :][mask[:, None].expand_as(ours.codes)].float().mean())
-            row = {
-                "case": case,
-                "batch": batch,
-                "encode_ms": timed(lambda: model.encode(**inputs)),
-                "encode_plain_ms": timed(lambda: plain.encode(**inputs)),
-                "decode_ms": timed(lambda: model.decode(ours.codes, codes_mask=mask)),
-                "decode_plain_ms": timed(lambda: plain.decode(ours.codes, codes_mask=mask)),
-                "codes_agree": agree,
-            }
-        row["encode_ratio"] = row["encode_plain_ms"] / row["encode_ms"]
-        row["decode_ratio"] = row["decode_plain_ms"] / row["decode_ms"]
+            agree = float((ours.codes == theirs)[mask[:, None].expand_as(ours.codes)].float().mean())
+            encode = paired(lambda: model.encode(**inputs), lambda: plain.encode(**inputs), repeats=repeats, warmup=warmup, synchronize=synchronize)
+            decode = paired(
+                lambda: model.decode(ours.codes, codes_mask=mask), lambda: plain.decode(ours.codes, codes_mask=mask),
+                repeats=repeats, warmup=warmup, synchronize=synchronize,
+            )
+        row = {"case": case, "batch": batch, "encode": encode, "decode": decode, "codes_agree": agree}
         rows.append(row)
         print(
-            f"{case:28} encode {row['encode_ms']:9.1f} ms vs {row['encode_plain_ms']:9.1f} ms (x{row['encode_ratio']:.2f})   "
-            f"decode {row['decode_ms']:9.1f} ms vs {row['decode_plain_ms']:9.1f} ms (x{row['decode_ratio']:.2f})   "
-            f"codes agree {agree:.4f}",
+            f"{case:28} encode {encode['ms']:9.1f} ms vs {encode['plain_ms']:9.1f} ms (x{encode['ratio']:.2f})   "
+            f"decode {decode['ms']:9.1f} ms vs {decode['plain_ms']:9.1f} ms (x{decode['ratio']:.2f})   codes agree {agree:.4f}",
             flush=True,
         )
     return {"model": model_name, "audio_seconds": seconds, "device": device, "repeats": repeats, "rows": rows, "machine": machine_info(device)}

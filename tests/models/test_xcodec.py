@@ -5,6 +5,7 @@ tests/conversion/test_xcodec_conversion.py."""
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -308,3 +309,22 @@ def test_tiny_recipe_trains_against_the_multi_frequency_discriminator(tmp_path):
     assert "train/discriminator" in metrics
     reloaded = XcodecTokenizer.from_pretrained(output / "final")
     assert reloaded.config.codebook_size == 32 and reloaded.config.num_quantizers == 4
+
+
+def test_model_card_and_remote_code(tmp_path):
+    from modalzoo.hub import export_remote_code
+    from modalzoo.hub.cards import render_model_card
+
+    model = create_model("xcodec-tiny")
+    model.config.variant = "xcodec-wavlm-mls"  # the card only reads the name; the tiny weights keep it fast
+    card = render_model_card(model, "me/xcodec-wavlm-mls")
+    assert "hf-audio/xcodec-wavlm-mls" in card.text and "XcodecModel.from_pretrained" in card.text
+    assert "@inproceedings" in card.text.split("## Citation")[1]
+    model.save_pretrained(tmp_path)
+    create_processor("xcodec-tiny").save_pretrained(tmp_path)
+    auto_map = export_remote_code(tmp_path, "xcodec_tokenizer")
+    assert auto_map["AutoModel"] == "modeling_xcodec.XcodecTokenizer"
+    for path in tmp_path.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert node.module.split(".")[0] != "modalzoo", f"{path.name} imports {node.module}"

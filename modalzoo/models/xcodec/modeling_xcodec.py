@@ -46,14 +46,24 @@ def zero_past_end(modules: list[nn.Module], frame_lengths: torch.Tensor, total_f
     each item's end. An item's end at a layer is its frame count times the layer's steps per
     frame (every layer here runs at a whole multiple or fraction of the frame rate)."""
 
+    masks: dict[tuple, torch.Tensor] = {}
+
     def zero_tail(module, args):
         hidden = args[0]
         steps = hidden.shape[-1]
         if steps % total_frames:
             raise RuntimeError(f"{type(module).__name__} input of {steps} steps is not a multiple of {total_frames} frames")
-        ends = frame_lengths.to(hidden.device) * (steps // total_frames)
-        keep = torch.arange(steps, device=hidden.device)[None] < ends[:, None]
-        return (hidden * keep[:, None].to(hidden.dtype), *args[1:])
+        key = (steps, hidden.device)
+        if key not in masks:
+            ends = frame_lengths.to(hidden.device) * (steps // total_frames)
+            masks[key] = (torch.arange(steps, device=hidden.device)[None] >= ends[:, None])[:, None]
+        if torch.is_grad_enabled():
+            return (hidden.masked_fill(masks[key], 0.0), *args[1:])
+        # Without autograd, in place: every conv input here is a fresh activation, the input audio
+        # (already zero past each item's end) or the teacher features, whose padded frames
+        # nothing reads afterwards.
+        hidden.masked_fill_(masks[key], 0.0)
+        return None
 
     handles = [
         layer.register_forward_pre_hook(zero_tail)
