@@ -7,3 +7,4 @@ from . import one_d_piece  # noqa: F401
 from . import xcodec  # noqa: F401
 from . import flextok  # noqa: F401
 from . import dm_codec  # noqa: F401
+from . import tokenflow  # noqa: F401
