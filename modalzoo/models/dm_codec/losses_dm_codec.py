@@ -10,6 +10,7 @@ state that a checkpoint would carry or a load would have to restore.
 from __future__ import annotations
 
 import re
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +32,13 @@ def log_mel_spectrogram(
     on both sides, no centring, |STFT| + 1e-9, Slaney-normalised HTK filterbank, log clamped at
     1e-5), as the original's `mel_spectrogram`."""
     audio = audio.float()
-    fbank = torchaudio.functional.melscale_fbanks(
-        n_fft // 2 + 1, f_min=float(fmin), f_max=float(sampling_rate // 2 if fmax is None else fmax),
-        n_mels=num_mels, sample_rate=sampling_rate, norm="slaney", mel_scale="htk",
-    ).T.to(audio.device)
+    with warnings.catch_warnings():
+        # 80 mels over the 65 bins of the smallest scale leave empty filters, in the original too
+        warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
+        fbank = torchaudio.functional.melscale_fbanks(
+            n_fft // 2 + 1, f_min=float(fmin), f_max=float(sampling_rate // 2 if fmax is None else fmax),
+            n_mels=num_mels, sample_rate=sampling_rate, norm="slaney", mel_scale="htk",
+        ).T.to(audio.device)
     pad = int((n_fft - hop_length) / 2)
     audio = F.pad(audio.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
     window = torch.hann_window(win_length, device=audio.device)
