@@ -33,4 +33,4 @@ class TokenFlowImageProcessor(ModalImageProcessor):
         array = np.asarray(image)
         top, left = (array.shape[0] - size) // 2, (array.shape[1] - size) // 2
         array = array[top : top + size, left : left + size]
-        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
+        return torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1).float() / 255.0
