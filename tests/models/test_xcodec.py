@@ -206,6 +206,13 @@ def test_forward_training_terms(batch):
     assert model.quantizer.quantizers[0].codebook.inited.item() == 1
     assert not torch.equal(model.quantizer.quantizers[0].codebook.embed, embed_before)
 
+    # a pretrained teacher goes in as the original's AutoModel.from_pretrained does
+    teacher = AutoModel.from_config(model.config.semantic_model_config)
+    model.load_teacher(teacher)
+    assert torch.equal(model.semantic_model.encoder.layers[0].attention.q_proj.weight, teacher.encoder.layers[0].attention.q_proj.weight)
+    with pytest.raises(ValueError, match="does not fit"):
+        model.load_teacher(AutoModel.from_config(create_config("xcodec-tiny", semantic_model_config={"model_type": "hubert", "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "conv_dim": [8] * 7, "num_hidden_layers": 1, "num_conv_pos_embeddings": 4, "num_conv_pos_embedding_groups": 2}).semantic_model_config))
+
     discriminator = MultiFrequencyDiscriminator(hop_lengths=(32, 64), hidden_channels=(32, 32))
     output = model(**batch, num_quantizers=2, discriminator=discriminator)
     assert {"adversarial", "feature_matching"} <= set(output.losses) and output.codes.shape[1] == 2

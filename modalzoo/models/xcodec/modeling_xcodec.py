@@ -151,6 +151,25 @@ class XcodecTokenizer(ChunkedCodecMixin, ModalTokenizer, XcodecModel):
         model.load_state_dict(self.state_dict())
         return model.to(self.device).eval()
 
+    def load_teacher(self, teacher: str | nn.Module, **from_pretrained_kwargs) -> XcodecTokenizer:
+        """Copies a pretrained HuBERT / WavLM (a model, or a folder / Hub id for `AutoModel`) into
+        the frozen teacher, as the original's `AutoModel.from_pretrained(<hub id>)` does before
+        training from scratch. Its architecture must equal `config.semantic_model_config`."""
+        if not isinstance(teacher, nn.Module):
+            from transformers import AutoModel
+
+            teacher = AutoModel.from_pretrained(teacher, **from_pretrained_kwargs)
+        state = teacher.state_dict()
+        expected = self.semantic_model.state_dict()
+        wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+        if wrong or set(state) - set(expected):
+            raise ValueError(
+                f"the teacher does not fit semantic_model_config ({len(wrong)} missing or mis-shaped keys, e.g. "
+                f"{(wrong or sorted(set(state) - set(expected)))[:3]})"
+            )
+        self.semantic_model.load_state_dict(state)
+        return self
+
     # ----- options --------------------------------------------------------------------------------
     @property
     def hop_length(self) -> int:
