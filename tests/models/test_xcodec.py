@@ -335,3 +335,12 @@ def test_model_card_and_remote_code(tmp_path):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert node.module.split(".")[0] != "modalzoo", f"{path.name} imports {node.module}"
+
+
+def test_bfloat16_load_keeps_fp32_codebooks(tmp_path, model, batch):
+    model.save_pretrained(tmp_path)
+    half = XcodecTokenizer.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert half.fc.weight.dtype == torch.bfloat16 and half.quantizer.quantizers[0].codebook.embed.dtype == torch.float32
+    encoded = half.encode(**batch)
+    decoded = half.decode(encoded.codes, codes_mask=encoded.codes_mask)
+    assert decoded.values.dtype == torch.bfloat16 and torch.isfinite(decoded.values.float()).all()

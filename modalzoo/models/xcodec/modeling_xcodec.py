@@ -303,7 +303,8 @@ class XcodecTokenizer(ChunkedCodecMixin, ModalTokenizer, XcodecModel):
     # ----- decode -----------------------------------------------------------------------------------
     def _synthesize(self, codes: torch.Tensor, frame_lengths: torch.Tensor | None) -> torch.Tensor:
         """Codes `[B, Q, F]` -> audio `[B, 1, F * hop]` (XcodecModel.decode's steps)."""
-        quantized = self.quantizer.decode(codes.transpose(0, 1))
+        # codebooks stay fp32 under half-precision loads (`_keep_in_fp32_modules_strict`)
+        quantized = self.quantizer.decode(codes.transpose(0, 1)).to(self.fc2.weight.dtype)
         acoustic = self.fc2(quantized.transpose(1, 2)).transpose(1, 2)
         if frame_lengths is None:
             return self.acoustic_decoder(acoustic)
