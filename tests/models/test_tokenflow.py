@@ -16,6 +16,16 @@ from modalzoo.models.tokenflow import TokenFlowImageProcessor, TokenFlowTokenize
 from modalzoo.quantizers.shared_index_quantizer import SharedIndexQuantizer
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tokenflow" / "tiny_clip"
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy machine the idle threads' spinning
+    costs more CPU than the work itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 VARIANTS = {"tokenflow-clipb-32k-enhanced": 817, "tokenflow-siglip-32k": 2227, "tokenflow-tiny": 39}
 
 
@@ -177,3 +187,89 @@ def test_quantizer_sums_the_two_distances():
     assert torch.equal(output.codes[:, 0, 1:].reshape(-1), distance.argmin(dim=1))
     # looking the codes up gives the quantized map (up to the straight-through rounding)
     torch.testing.assert_close(quantizer.lookup(output.codes), output.quantized, atol=1e-5, rtol=0)
+
+
+# ----- training losses ----------------------------------------------------------------------------
+def _tiny_clip_teacher(path: Path) -> Path:
+    """A tiny random CLIP vision tower with projection, saved locally as a teacher checkpoint
+    (CLIP-B/16's layout at toy sizes: 24-d projection = tokenflow-tiny's semantic output)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=24)  # fmt: skip
+    CLIPVisionModelWithProjection(config).save_pretrained(path)
+    return path
+
+
+def test_semantic_loss_against_a_frozen_teacher_from_pretrained(pixels, tmp_path):
+    from modalzoo.models.tokenflow import SemanticTeacher, semantic_cosine_loss
+
+    teacher_path = _tiny_clip_teacher(tmp_path / "teacher")
+    model = modalzoo.create_model("tokenflow-tiny", semantic_teacher=str(teacher_path), scale_drop_probability=0.0).train()
+    output = model(pixels)
+    assert set(output.losses) == {"reconstruction", "codebook", "commitment", "semantic"}
+    assert 0.0 < output.losses["semantic"].item() < 2.0
+    output.losses["semantic"].backward()
+    assert model.semantic_decoder.patch_embed.weight.grad.abs().sum() > 0
+    # the teacher is frozen and outside the tokenizer: not trained, not saved
+    teacher = model._loss_network("teacher", pixels.device)
+    assert isinstance(teacher, SemanticTeacher) and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert not any(name.startswith("_loss") for name in model.state_dict())
+    # the target is the projected post-LN patch tokens (the original's encode_image @ proj)
+    target = teacher(pixels)
+    tower = teacher.tower
+    unit = (pixels + 1) / 2
+    mean, std = teacher.mean, teacher.std
+    hidden = tower(pixel_values=(unit - mean) / std, interpolate_pos_encoding=True).last_hidden_state
+    expected = tower.visual_projection(tower.vision_model.post_layernorm(hidden))[:, 1:]
+    torch.testing.assert_close(target, expected, atol=1e-5, rtol=0)
+    assert semantic_cosine_loss(target, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert semantic_cosine_loss(-target, target).item() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_siglip_teacher_gives_the_second_to_last_hidden_state(tmp_path):
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    from modalzoo.models.tokenflow import SemanticTeacher
+
+    torch.manual_seed(0)
+    tower = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                                 num_attention_heads=2, image_size=24, patch_size=8))  # fmt: skip
+    tower.save_pretrained(tmp_path)
+    teacher = SemanticTeacher.from_pretrained(str(tmp_path), "siglip")
+    pixels = torch.rand(1, 3, 24, 24) * 2 - 1
+    expected = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+    torch.testing.assert_close(teacher(pixels), expected, atol=1e-5, rtol=0)
+
+
+def test_perceptual_term(pixels):
+    from modalzoo.models.tokenflow import PerceptualLoss
+
+    perceptual = PerceptualLoss("squeeze", pretrained=False)  # LPIPS layout, random weights: no download
+    assert perceptual(pixels, pixels).item() == pytest.approx(0.0, abs=1e-6)
+    model = modalzoo.create_model("tokenflow-tiny", perceptual_weight=1.0).set_loss_networks(perceptual=perceptual).train()
+    output = model(pixels)
+    # random LPIPS heads are not the trained non-negative ones: only finiteness is meaningful here
+    assert "perceptual" in output.losses and torch.isfinite(output.losses["perceptual"])
+    output.losses["perceptual"].backward()
+    assert model.pixel_decoder.conv_out.weight.grad.abs().sum() > 0
+
+
+def test_tiny_recipe_trains_with_every_term(tmp_path):
+    """The shared trainer with TokenFlow's terms: L2, VQ/commitment, semantic cosine to a
+    from_pretrained teacher and the PatchGAN hinge from step 2."""
+    from modalzoo.training.config import load_recipe
+    from modalzoo.training.engine import Trainer
+
+    teacher = _tiny_clip_teacher(tmp_path / "teacher")
+    recipe = load_recipe(
+        "tokenflow_tiny",
+        ["steps=2", "data.batch_size=2", "discriminator.start_step=1", "log_every=1", "eval_every=0", "save_every=0", "num_samples=0",
+         "log_with=[csv]", f"model.overrides.semantic_teacher={teacher}", f"output_dir={tmp_path / 'run'}"],
+    )  # fmt: skip
+    trainer = Trainer(recipe, resume=False)
+    logs = [trainer.train_step() for _ in range(2)]
+    assert {"reconstruction", "codebook", "commitment", "semantic", "adversarial"} <= set(logs[-1])
+    assert all(np.isfinite(value) for entry in logs for value in entry.values())

@@ -3,6 +3,7 @@ https://arxiv.org/abs/2412.03069."""
 
 from ...registry import register_family, register_variant
 from .configuration_tokenflow import CLIP_B16, SIGLIP_SO400M, TokenFlowConfig
+from .losses_tokenflow import PerceptualLoss, SemanticTeacher, semantic_cosine_loss
 from .modeling_tokenflow import TokenFlowEncoderOutput, TokenFlowOutput, TokenFlowTokenizer
 from .processing_tokenflow import TokenFlowImageProcessor
 
@@ -74,13 +75,17 @@ TINY = {
     "semantic_decoder_num_heads": 2,
     "semantic_decoder_grid_size": 4,
     "semantic_output_dim": 24,
+    "perceptual_weight": 0.0,  # LPIPS weights are a download; the tiny recipe trains without it
 }
 register_variant("tokenflow-tiny", "tokenflow", "tiny TokenFlow (CLIP layout) for tests: 40 px, 39 codes, 128 codes", **TINY)
 
 __all__ = [
+    "PerceptualLoss",
+    "SemanticTeacher",
     "TokenFlowConfig",
     "TokenFlowEncoderOutput",
     "TokenFlowImageProcessor",
     "TokenFlowOutput",
     "TokenFlowTokenizer",
+    "semantic_cosine_loss",
 ]

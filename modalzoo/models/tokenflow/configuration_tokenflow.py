@@ -70,7 +70,13 @@ class TokenFlowConfig(ModalTokenizerConfig):
         semantic_output_dim: output features of the semantic decoder head (CLIP's 512-d
             projection space, or SigLIP's 1152).
         scale_drop_probability: chance a training step drops one random scale (not the first).
-        *_weight: training loss weights (see `TokenFlowTokenizer.forward` and the recipe).
+        *_weight: training loss weights (see `TokenFlowTokenizer.forward` and the recipe); a
+            zero weight skips its term (and the network it needs).
+        perceptual_network: LPIPS backbone of the perceptual term ("vgg" as the original).
+        semantic_teacher: transformers folder / Hub repo of the frozen teacher the semantic term
+            regresses onto (`CLIPVisionModelWithProjection` for "clip", `SiglipVisionModel` for
+            "siglip"), loaded with `from_pretrained` at the first training step; None skips
+            the term unless `set_loss_networks` provided one.
     """
 
     model_type = "tokenflow"
@@ -100,7 +106,10 @@ class TokenFlowConfig(ModalTokenizerConfig):
     semantic_output_dim: int = 512
     scale_drop_probability: float = 0.1
     reconstruction_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    perceptual_network: str = "vgg"
     semantic_weight: float = 1.0
+    semantic_teacher: str | None = None
     quantizer_weight: float = 1.0
 
     def __post_init__(self, **kwargs):

@@ -31,6 +31,7 @@ from ...layers.vit import QKVProjection, Transformer
 from ...modeling_utils import DecoderOutput, EncoderOutput, ModalTokenizer, TokenizerOutput
 from ...quantizers.shared_index_quantizer import SharedIndexQuantizer
 from .configuration_tokenflow import TokenFlowConfig
+from .losses_tokenflow import PerceptualLoss, SemanticTeacher, semantic_cosine_loss
 
 
 @dataclass
@@ -175,8 +176,8 @@ class TokenFlowTokenizer(ModalTokenizer):
     * `decode(codes)` -> pixels `[B, 3, S, S]` in about [-1, 1] (not clamped). Codes may stop at
       any scale boundary (the first k scales), as the original's `decode_code`.
     * `decode_semantic(codes)` -> the semantic reconstruction `[B, H*W, semantic_output_dim]`.
-    * `forward(pixel_values)` -> reconstruction and quantizer losses (the trainer adds the
-      perceptual, adversarial and semantic-teacher terms, see `modalzoo.training`).
+    * `forward(pixel_values)` -> the training loss terms by name (L2, LPIPS, VQ/commitment,
+      semantic cosine to a frozen teacher); the shared trainer adds the PatchGAN hinge term.
     """
 
     config_class = TokenFlowConfig
@@ -216,6 +217,31 @@ class TokenFlowTokenizer(ModalTokenizer):
         self.semantic_decoder = SemanticDecoder(config)
         self.semantic_decoder_head = _task_layer(config.semantic_decoder_hidden_size, config.semantic_output_dim)
         self.post_init()
+
+    # ----- training-only networks (kept outside the module tree: never saved or trained) -----------
+    def set_loss_networks(
+        self, *, teacher: nn.Module | None = None, perceptual: nn.Module | None = None
+    ) -> TokenFlowTokenizer:
+        """Frozen networks of the training losses: `teacher` (a `SemanticTeacher`, or a
+        transformers tower that `SemanticTeacher` wraps) and `perceptual` (a callable
+        `(reconstruction, reference) -> scalar`, e.g. `PerceptualLoss`)."""
+        if teacher is not None and not isinstance(teacher, SemanticTeacher):
+            teacher = SemanticTeacher(teacher, self.config.teacher)
+        networks = dict(self.__dict__.get("_loss_networks", {}))
+        networks.update({k: v for k, v in (("teacher", teacher), ("perceptual", perceptual)) if v is not None})
+        # stored in __dict__ so that nn.Module does not register them as submodules
+        self.__dict__["_loss_networks"] = networks
+        return self
+
+    def _loss_network(self, name: str, device: torch.device) -> nn.Module | None:
+        networks = self.__dict__.setdefault("_loss_networks", {})
+        if name not in networks:
+            if name == "teacher" and self.config.semantic_teacher:
+                networks[name] = SemanticTeacher.from_pretrained(self.config.semantic_teacher, self.config.teacher)
+            elif name == "perceptual":
+                networks[name] = PerceptualLoss(self.config.perceptual_network)
+        network = networks.get(name)
+        return network.to(device) if isinstance(network, nn.Module) else network
 
     # ----- initialisation (the original's) --------------------------------------------------------
     def _init_family_weights(self, module: nn.Module) -> None:
@@ -304,11 +330,12 @@ class TokenFlowTokenizer(ModalTokenizer):
         generator: torch.Generator | None = None,
         return_semantic: bool = True,
     ) -> TokenFlowOutput:
-        """Encode + decode with straight-through gradients. Losses (weighted; `loss` is their
-        sum): `reconstruction` (MSE on pixels), `codebook` + `commitment` (VQ, averaged over
-        the scales used; a training step drops one scale with `scale_drop_probability`). With
-        `return_semantic`, `semantic_reconstruction` is returned for the trainer's teacher term
-        (`modalzoo.training` adds it with the perceptual and adversarial terms)."""
+        """Encode + decode with straight-through gradients. Losses (weighted by the config;
+        `loss` is their sum), the original's mix: `reconstruction` (L2 on pixels), `codebook` +
+        `commitment` (VQ, averaged over the scales used; a training step drops one scale with
+        `scale_drop_probability`), `perceptual` (LPIPS) and `semantic` (1 - cosine to the frozen
+        teacher's features; only when a teacher is configured or set). The PatchGAN hinge term
+        comes from the shared trainer's discriminator (see the recipe)."""
         check_pixel_values(pixel_values, self.config.image_size)
         scales = self._training_scales(generator) if self.training else None
         quantized = self.quantizer(self._features(pixel_values), scales=scales)
@@ -318,7 +345,16 @@ class TokenFlowTokenizer(ModalTokenizer):
             "codebook": self.config.quantizer_weight * quantized.codebook_loss,
             "commitment": self.config.quantizer_weight * quantized.commitment_loss,
         }
-        semantic = self._reconstruct_semantic(quantized.quantized) if return_semantic else None
+        semantic = None
+        teacher = self._loss_network("teacher", pixel_values.device) if self.config.semantic_weight else None
+        if return_semantic or teacher is not None:
+            semantic = self._reconstruct_semantic(quantized.quantized)
+        if teacher is not None:
+            target = teacher(pixel_values)
+            losses["semantic"] = self.config.semantic_weight * semantic_cosine_loss(semantic, target)
+        if self.config.perceptual_weight:
+            perceptual = self._loss_network("perceptual", pixel_values.device)
+            losses["perceptual"] = self.config.perceptual_weight * perceptual(values, pixel_values)
         return TokenFlowOutput(
             loss=sum(losses.values()), losses=losses, codes=quantized.codes, values=values, semantic_reconstruction=semantic
         )
