@@ -80,3 +80,12 @@ def multi_frequency_discriminator(**kwargs) -> nn.Module:
     from modalzoo.models.xcodec import MultiFrequencyDiscriminator
 
     return MultiFrequencyDiscriminator(**kwargs)
+
+
+@register_discriminator("mpd_msd_msstft")
+def mpd_msd_msstft_discriminator(**kwargs) -> nn.Module:
+    """DM-Codec's (and SpeechTokenizer's) HiFi-GAN multi-period + multi-scale and EnCodec
+    multi-scale STFT discriminators as one module, defined in `modalzoo.models.dm_codec`."""
+    from modalzoo.models.dm_codec.discriminators_dm_codec import DMCodecDiscriminator
+
+    return DMCodecDiscriminator(**kwargs)

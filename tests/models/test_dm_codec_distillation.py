@@ -18,6 +18,15 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dm_codec"
 RECORDED = json.loads((FIXTURES / "tiny" / "losses.json").read_text())
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny convolutions: one thread is faster than contended ones on a loaded CI machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ----- the original's terms, against its recorded values -------------------------------------------
 def test_reconstruction_and_multi_scale_mel_match_the_original():
     target = torch.from_numpy(np.load(FIXTURES / "input.npy"))
@@ -149,3 +158,40 @@ def test_precomputed_teacher_features_and_no_teacher():
     assert output.losses["distillation"].ndim == 0 and torch.isfinite(output.losses["distillation"])
     with pytest.raises(ValueError, match="needs text_teacher_features"):
         create_model("dm-codec-tiny", distill_teacher="combined").train()(audio, speech_teacher_features=speech)
+
+
+# ----- the recipe on the shared trainer ---------------------------------------------------------------
+def test_discriminators_have_the_original_layout():
+    from modalzoo.models.dm_codec.discriminators_dm_codec import NUM_FEATURE_MAPS, NUM_LOGITS, DMCodecDiscriminator
+
+    full = DMCodecDiscriminator()
+    assert sum(p.numel() for p in full.parameters()) == 71_196_921  # MPD + MSD + MS-STFT(32) of the original
+    logits, features = DMCodecDiscriminator(width=1 / 16)(torch.randn(1, 1, 4800))
+    assert len(logits) == NUM_LOGITS == 13 and sum(len(maps) for maps in features) == NUM_FEATURE_MAPS == 79
+
+
+def test_tiny_recipe_trains_with_both_teachers(tmp_path, teacher_folders):
+    from modalzoo.training import Trainer, load_recipe
+
+    teachers = [f"model.overrides.{name}={path}" for name, path in teacher_folders.items()]
+    recipe = load_recipe("dm_codec_tiny", [
+        "log_with=[csv]", "num_samples=0", "eval_every=0", "save_every=0", "data.segment_seconds=0.2",
+        "model.overrides.distill_teacher=combined", *teachers, "loss_weights.distillation=120", f"output_dir={tmp_path}",
+    ])  # fmt: skip
+    trainer = Trainer(recipe, resume=False)
+    logs = [trainer.train_step() for _ in range(2)]
+    assert trainer.loss_weights == {"reconstruction": 500.0, "mel": 1.0, "commitment": 10.0, "distillation": 120.0,
+                                    "adversarial": 13.0, "feature_matching": 158.0}  # fmt: skip
+    assert all(torch.isfinite(torch.tensor(v)) for entry in logs for v in entry.values())
+    assert logs[-1]["distillation"] > 0 and "discriminator" in logs[-1]
+    assert not any("teacher" in key for key in trainer.model.state_dict())
+
+
+def test_lm_sm_recipe_uses_the_original_weights():
+    from modalzoo.training import load_recipe
+
+    recipe = load_recipe("dm_codec_lm_sm")
+    assert recipe.loss_weights == {"reconstruction": 500.0, "mel": 1.0, "commitment": 10.0, "distillation": 120.0,
+                                   "adversarial": 13.0, "feature_matching": 158.0}  # fmt: skip
+    assert recipe.model.overrides["distill_teacher"] == "combined" and recipe.discriminator.name == "mpd_msd_msstft"
+    assert (recipe.optim.lr, recipe.optim.betas, recipe.data.batch_size, recipe.data.segment_seconds) == (1e-4, [0.9, 0.99], 6, 3.0)
