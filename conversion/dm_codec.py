@@ -30,7 +30,10 @@ from modalzoo.registry import create_config
 
 from .checkpoint_io import load_checkpoint, state_dict_of
 
-__all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_config", "split_state_dict"]
+__all__ = [
+    "convert_checkpoint", "convert_config", "convert_state_dict", "infer_config", "split_state_dict",
+    "to_original_config", "to_original_state_dict",
+]
 
 CODEBOOK = re.compile(r"quantizer\.vq\.layers\.(\d+)\._codebook\.(inited|cluster_size|embed|embed_avg)")
 TRAINER_ENTRIES = {
@@ -186,6 +189,57 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: DMCodecConfi
     codebooks with their EMA buffers, decoder and `transform`). Raises on unmapped keys and on
     shapes that do not fit `config`."""
     return split_state_dict(state_dict, config)
+
+
+# ----- the other way (for `modalzoo bench --compare-original`) ------------------------------------------
+def to_original_config(config: DMCodecConfig) -> dict:
+    """`DMCodecConfig` -> the original `config.json` fields its `Model(config)` reads (plus the
+    loss settings of its trainer)."""
+    return {
+        "n_filters": config.num_filters, "strides": list(config.downsampling_ratios), "dimension": config.hidden_size,
+        "semantic_dimension": config.semantic_dimension, "bidirectional": config.bidirectional_lstm,
+        "dilation_base": config.dilation_base, "residual_kernel_size": config.residual_kernel_size,
+        "n_residual_layers": config.num_residual_layers, "lstm_layers": config.num_lstm_layers, "activation": "ELU",
+        "codebook_size": config.codebook_size, "n_q": config.num_quantizers, "sample_rate": config.sampling_rate,
+        "num_mels": config.num_mels, "n_fft": config.mel_n_fft, "hop_size": config.mel_hop_length,
+        "win_size": config.mel_win_length, "fmin": config.mel_fmin, "fmax_for_loss": config.mel_fmax,
+        "mel_loss_lambdas": list(config.mel_loss_lambdas), "recon_loss_lambda": config.reconstruction_loss_weight,
+        "commitment_loss_lambda": config.commitment_loss_weight, "distill_type": "d_axis",
+        "distill_loss_lambda": config.distillation_loss_weight,
+    }
+
+
+_WEIGHT_NORM_BACK = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v", "bias": "bias"}
+
+
+def to_original_state_dict(state_dict: dict[str, torch.Tensor], config: DMCodecConfig) -> dict[str, torch.Tensor]:
+    """`DMCodecModel` keys -> the original generator's keys, inverting `convert_state_dict` key
+    by key (each result is checked to map back to where it came from)."""
+    from transformers.models.encodec.modeling_encodec import EncodecConvTranspose1d
+
+    with torch.device("meta"):
+        model = DMCodecModel(config)
+    original = {}
+    for key, value in state_dict.items():
+        match = re.fullmatch(r"quantizer\.layers\.(\d+)\.codebook\.(\w+)", key)
+        half = re.fullmatch(r"(encoder|decoder)\.layers\.(\d+)\.(.+)", key)
+        if match:
+            new_key = f"quantizer.vq.layers.{match.group(1)}._codebook.{match.group(2)}"
+        elif half:
+            name, index, rest = half.groups()
+            conv = re.fullmatch(r"((?:block\.\d+\.|shortcut\.)?)conv\.(.+)", rest)
+            if conv:
+                prefix, leaf = conv.groups()
+                transposed = not prefix and isinstance(getattr(model, name).layers[int(index)], EncodecConvTranspose1d)
+                new_key = f"{name}.model.{index}.{prefix}{'convtr.convtr' if transposed else 'conv.conv'}.{_WEIGHT_NORM_BACK[leaf]}"
+            else:
+                new_key = f"{name}.model.{index}.{rest}"
+        else:
+            new_key = key
+        if _map_key(new_key) != key:
+            raise ValueError(f"no original key maps to {key}")
+        original[new_key] = value
+    return original
 
 
 # ----- files -------------------------------------------------------------------------------------

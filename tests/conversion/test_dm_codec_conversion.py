@@ -178,3 +178,13 @@ def test_cli_convert(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "keys mapped: 166" in printed and "dropped discriminators" in printed
     assert (tmp_path / "cli" / "model.safetensors").exists() and (tmp_path / "cli" / "README.md").exists()
+
+
+def test_inverse_mapping_restores_the_original_state_dict():
+    """What the --compare-original plugin loads into the original `Model`."""
+    original = torch.load(PLAIN, map_location="cpu", weights_only=True)
+    config = converter.convert_config(json.loads((TINY / "config.json").read_text()))
+    back = converter.to_original_state_dict(converter.convert_state_dict(original, config), config)
+    assert set(back) == set(original)
+    assert all(torch.equal(back[key], original[key]) for key in original)
+    assert converter.convert_config(converter.to_original_config(config)).to_dict() == config.to_dict()
