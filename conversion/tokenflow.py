@@ -256,6 +256,88 @@ def convert_state_dict(original_state_dict: Mapping[str, torch.Tensor], config: 
     return converted
 
 
+# ----- back to the original (to run the original on our weights, e.g. to time it) -------------
+_CLIP_BLOCK_BACK = {new: old for old, new in _CLIP_BLOCK.items()}
+
+
+def _original_pixel_key(key: str) -> str:
+    part, rest = key.split(".", 1)
+    rest = rest.replace(".shortcut.", ".nin_shortcut.")
+    resample = "downsample" if part == "pixel_encoder" else "upsample"
+    if match := re.fullmatch(r"(?:down|up)\.(\d+)\.res_blocks\.(\d+)\.(.+)", rest):
+        rest = f"conv_blocks.{match[1]}.res.{match[2]}.{match[3]}"
+    elif match := re.fullmatch(r"(?:down|up)\.(\d+)\.attn_blocks\.(\d+)\.(.+)", rest):
+        rest = f"conv_blocks.{match[1]}.attn.{match[2]}.{match[3]}"
+    elif match := re.fullmatch(r"(?:down|up)\.(\d+)\.resample\.(.+)", rest):
+        rest = f"conv_blocks.{match[1]}.{resample}.conv.{match[2]}"
+    return ("encoder." if part == "pixel_encoder" else "decoder.") + rest
+
+
+def to_original_state_dict(
+    state_dict: Mapping[str, torch.Tensor], config: TokenFlowConfig, *, siglip_prefix: str = "vision_model."
+) -> dict[str, torch.Tensor]:
+    """modalzoo state dict -> the original's keys (the inverse of `map_state_dict`, without the
+    dropped buffers). `siglip_prefix`: "vision_model." for the original's transformers 4.x
+    `SiglipVisionModel`, "" when the original runs under transformers 5."""
+    original: dict[str, torch.Tensor] = {}
+    clip_qkv: dict[str, dict[str, torch.Tensor]] = {}
+    fixed = {
+        "quantizer.semantic_codebook.weight": "quantize.embedding_vqkd.weight",
+        "quantizer.pixel_codebook.weight": "quantize.embedding_vqgan.weight",
+        "semantic_decoder.cls_token": "decoder_vqkd.cls_token",
+        "semantic_decoder.pos_embed": "decoder_vqkd.pos_embed",
+    }
+    tower = "semantic_encoder.tower."
+    for key, value in state_dict.items():
+        if key in fixed:
+            original[fixed[key]] = value
+        elif key.startswith(("pixel_encoder.", "pixel_decoder.")):
+            original[_original_pixel_key(key)] = value
+        elif match := re.fullmatch(r"(pixel_projection|pixel_post_projection)\.(.+)", key):
+            original[("quant_conv" if match[1] == "pixel_projection" else "post_quant_conv") + "." + match[2]] = value
+        elif match := re.fullmatch(r"(semantic_projection|semantic_decoder_head)\.(.+)", key):
+            original[("encode_task_layer" if match[1] == "semantic_projection" else "decode_task_layer") + "." + match[2]] = value
+        elif match := re.fullmatch(r"semantic_decoder\.(patch_embed|fc_norm)\.(.+)", key):
+            original[f"decoder_vqkd.{'patch_embed.proj' if match[1] == 'patch_embed' else 'fc_norm'}.{match[2]}"] = value
+        elif match := re.fullmatch(r"semantic_decoder\.transformer\.layers\.(\d+)\.(.+)", key):
+            layer, rest = match[1], match[2]
+            prefix = f"decoder_vqkd.blocks.{layer}."
+            if rest == "attn.qkv.bias":
+                q_bias, _, v_bias = value.chunk(3)
+                original[prefix + "attn.q_bias"], original[prefix + "attn.v_bias"] = q_bias, v_bias
+            else:
+                original[prefix + rest.replace("attn.out_proj.", "attn.proj.")] = value
+        elif key.startswith(tower) and config.teacher == "siglip":
+            original["encoder_vqkd." + siglip_prefix + key[len(tower) :]] = value
+        elif key.startswith(tower):
+            rest = key[len(tower) :]
+            back = {
+                "embeddings.class_embedding": "class_embedding",
+                "embeddings.position_embedding.weight": "positional_embedding",
+                "embeddings.patch_embedding.weight": "conv1.weight",
+            }
+            if rest in back:
+                original["encoder_vqkd." + back[rest]] = value
+            elif match := re.fullmatch(r"(pre_layrnorm|post_layernorm)\.(.+)", rest):
+                original[f"encoder_vqkd.{'ln_pre' if match[1] == 'pre_layrnorm' else 'ln_post'}.{match[2]}"] = value
+            elif match := re.fullmatch(r"encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)", rest):
+                clip_qkv.setdefault(f"encoder_vqkd.transformer.resblocks.{match[1]}.attn.in_proj_{match[3]}", {})[match[2]] = value
+            elif match := re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)", rest):
+                inner = match[2]
+                for new, old in _CLIP_BLOCK_BACK.items():
+                    if inner.startswith(new + "."):
+                        inner = old + inner[len(new) :]
+                        break
+                original[f"encoder_vqkd.transformer.resblocks.{match[1]}.{inner}"] = value
+            else:
+                raise ValueError(f"no original counterpart for {key}")
+        else:
+            raise ValueError(f"no original counterpart for {key}")
+    for key, parts in clip_qkv.items():
+        original[key] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return original
+
+
 # ----- files -----------------------------------------------------------------------------------
 def original_state_dict_of(checkpoint: Any) -> dict[str, torch.Tensor]:
     """The weights of a loaded original checkpoint: `ema`, then `model`, then `state_dict` (the
@@ -336,4 +418,5 @@ __all__ = [
     "infer_original_config",
     "map_state_dict",
     "original_state_dict_of",
+    "to_original_state_dict",
 ]

@@ -184,3 +184,18 @@ def test_cli_convert(tmp_path, capsys):
 def test_fixture_pickle_holds_data_only():
     with open(FIXTURES / "tiny_clip" / "tokenflow_tiny.pt", "rb") as handle:
         assert handle.read(2) == b"PK"  # zip format, read with torch.load(weights_only=True)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_inverse_mapping_gives_the_original_state_dict_back(case):
+    """`to_original_state_dict` (used to run the original on our weights in `modalzoo bench
+    --compare-original`) undoes the conversion exactly, apart from the dropped buffers."""
+    from modalzoo.conversion.checkpoint_io import load_checkpoint
+
+    original = conversion.original_state_dict_of(load_checkpoint(FIXTURES / case / "tokenflow_tiny.pt"))
+    config = CASES[case]()
+    back = conversion.to_original_state_dict(conversion.convert_state_dict(original, config), config)
+    kept = {key: value for key, value in original.items() if conversion._dropped_reason(key) is None}
+    assert set(back) == set(kept)
+    for key, value in kept.items():
+        assert torch.equal(back[key], value), key
