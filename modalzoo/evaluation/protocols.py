@@ -61,6 +61,8 @@ FAMILY_PROTOCOLS: dict[str, dict[str, Any]] = {
     "one_d_piece": {"resample": "bicubic", "center_crop": True, "reference_set": "ImageNet-1k validation (50,000 images)"},
     # WavTokenizer's tables: LibriTTS test-clean at 24 kHz, PESQ/STOI at 16 kHz.
     "wavtokenizer": {"metric_sampling_rate": 16000, "reference_set": "LibriTTS test-clean"},
+    # DM-Codec's tables (WER/WIL, ViSQOL, STOI): LibriSpeech test-clean at 16 kHz.
+    "dm_codec": {"metric_sampling_rate": 16000, "reference_set": "LibriSpeech test-clean"},
 }
 
 
