@@ -195,3 +195,19 @@ def test_lm_sm_recipe_uses_the_original_weights():
                                    "adversarial": 13.0, "feature_matching": 158.0}  # fmt: skip
     assert recipe.model.overrides["distill_teacher"] == "combined" and recipe.discriminator.name == "mpd_msd_msstft"
     assert (recipe.optim.lr, recipe.optim.betas, recipe.data.batch_size, recipe.data.segment_seconds) == (1e-4, [0.9, 0.99], 6, 3.0)
+
+
+def test_tiny_recipe_through_modalzoo_train(tmp_path):
+    from transformers import AutoModel
+
+    from modalzoo.cli import main
+    from modalzoo.training.reporting import read_metrics
+
+    output = tmp_path / "run"
+    code = main(["train", "dm_codec_tiny", "steps=2", "data.segment_seconds=0.2", "log_every=1", "num_samples=0",
+                 "log_with=[csv]", f"output_dir={output}"])  # fmt: skip
+    assert code == 0
+    metrics = read_metrics(output)
+    assert "eval/si_sdr" in metrics and len(metrics["train/mel"]) == 2
+    final = AutoModel.from_pretrained(output / "final")
+    assert final.config.codebook_size == 16 and final.quantizer.layers[0].codebook.inited.item() == 1
