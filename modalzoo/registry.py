@@ -126,6 +126,11 @@ def list_models(family: str | None = None, modality: str | None = None) -> list[
     return rows
 
 
+def tiny_variant(family: str) -> str | None:
+    """The family's `-tiny` variant (tests, examples and smoke benchmarks use it), if any."""
+    return next((v.name for v in VARIANTS.values() if v.family == family and v.name.endswith("-tiny")), None)
+
+
 def family_of(config: ModalTokenizerConfig) -> Family:
     return FAMILIES[config.model_type]
 

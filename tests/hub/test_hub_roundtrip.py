@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import client_env, finish_client, start_client
 
-from modalzoo.registry import FAMILIES, VARIANTS
+from modalzoo.registry import FAMILIES, tiny_variant
 
 LICENCES = {"reference_image": "apache-2.0", "reference_audio": "apache-2.0", "titok": "apache-2.0",
             "one_d_piece": "apache-2.0", "wavtokenizer": "mit"}
@@ -59,7 +59,7 @@ def offline(hub_run):
 def families_to_publish() -> set[str]:
     return {
         name for name, family in FAMILIES.items()
-        if f"{name.replace('_', '-')}-tiny" in VARIANTS and family.modality in PIPELINE_TAGS
+        if tiny_variant(name) and family.modality in PIPELINE_TAGS
     }
 
 

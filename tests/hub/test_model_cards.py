@@ -14,9 +14,9 @@ from modalzoo import cli
 from modalzoo.hub import cards
 from modalzoo.hub.cards import normalize_evaluations, quick_start, render_model_card, template_path
 from modalzoo.hub.push import _commit_operations, save_for_hub
-from modalzoo.registry import FAMILIES, VARIANTS
+from modalzoo.registry import FAMILIES, tiny_variant
 
-TINY = sorted(f"{name.replace('_', '-')}-tiny" for name in FAMILIES if f"{name.replace('_', '-')}-tiny" in VARIANTS)
+TINY = sorted(filter(None, map(tiny_variant, FAMILIES)))
 EVALUATION = {
     "dataset": {"name": "ImageNet-1k", "type": "ILSVRC/imagenet-1k", "split": "validation"},
     "metrics": {"psnr": 21.5, "rfid": 2.25},
@@ -60,7 +60,7 @@ def test_every_family_renders_a_card_with_modalzoo_metadata(name):
 def test_converted_variants_name_their_original_release(family, variant, base_model, licence, reported):
     if family not in FAMILIES:
         pytest.skip(f"{family} is not registered")
-    model = modalzoo.create_model(family.replace("_", "-") + "-tiny")
+    model = modalzoo.create_model(tiny_variant(family))
     model.config.variant = variant  # the card only reads the variant name; the tiny weights keep it fast
     card = render_model_card(model, f"me/{variant}")
     data = front_matter(card)

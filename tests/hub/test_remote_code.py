@@ -11,9 +11,9 @@ import pytest
 
 import modalzoo
 from modalzoo.hub import RemoteCodeError, export_remote_code
-from modalzoo.registry import FAMILIES, VARIANTS, Family
+from modalzoo.registry import FAMILIES, Family, tiny_variant
 
-TINY = {name: f"{name.replace('_', '-')}-tiny" for name in FAMILIES if f"{name.replace('_', '-')}-tiny" in VARIANTS}
+TINY = {name: tiny_variant(name) for name in FAMILIES if tiny_variant(name)}
 
 
 @pytest.mark.parametrize("family", sorted(TINY))

@@ -28,7 +28,7 @@ from samples import encode, write_report
 import modalzoo
 from modalzoo.cli import main as cli
 from modalzoo.hub import HubError, from_pretrained, push_model
-from modalzoo.registry import FAMILIES, VARIANTS
+from modalzoo.registry import FAMILIES, tiny_variant
 
 workdir = Path(sys.argv[2])
 api = HfApi()
@@ -52,8 +52,8 @@ def run_cli(*argv: str) -> dict:
 
 # ----- every family: model.push_to_hub + processor.push_to_hub, and a --with-code repo -------------
 for family in sorted(FAMILIES):
-    tiny = family.replace("_", "-") + "-tiny"
-    if tiny not in VARIANTS:
+    tiny = tiny_variant(family)
+    if tiny is None:
         report["skipped"][family] = "no -tiny variant"
         continue
     torch.manual_seed(0)
