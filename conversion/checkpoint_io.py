@@ -131,3 +131,15 @@ def state_dict_of(checkpoint: Any) -> dict[str, torch.Tensor]:
         if checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
             return checkpoint
     raise ValueError("the checkpoint holds no state dict (looked for 'state_dict', 'model', 'generator', 'module')")
+
+
+def check_architecture_matches(config, inferred, source: str, fields) -> None:
+    """Raises when `config` (from a yaml / variant named by `source`) disagrees with the
+    architecture `inferred` from the checkpoint's tensor shapes on any of `fields`."""
+    mismatched = [
+        f"{name}: {source} says {getattr(config, name)}, checkpoint has {getattr(inferred, name)}"
+        for name in fields
+        if getattr(config, name) != getattr(inferred, name)
+    ]
+    if mismatched:
+        raise ValueError(f"the checkpoint does not match {source}:\n  " + "\n  ".join(mismatched))

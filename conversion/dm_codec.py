@@ -28,7 +28,7 @@ from modalzoo.layers.seanet import seanet_key_from_original
 from modalzoo.models.dm_codec import DMCodecConfig, DMCodecFeatureExtractor, DMCodecModel
 from modalzoo.registry import create_config
 
-from .checkpoint_io import load_checkpoint, state_dict_of
+from .checkpoint_io import check_architecture_matches, load_checkpoint, state_dict_of
 
 __all__ = [
     "convert_checkpoint", "convert_config", "convert_state_dict", "infer_config", "split_state_dict",
@@ -126,16 +126,6 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> DMCodecConfig:
         num_quantizers=len(stages),
         codebook_size=int(embed.shape[0]),
     )
-
-
-def _check_matches(config: DMCodecConfig, inferred: DMCodecConfig, source: str) -> None:
-    mismatched = [
-        f"{name}: {source} says {getattr(config, name)}, checkpoint has {getattr(inferred, name)}"
-        for name in ARCHITECTURE_FIELDS
-        if getattr(config, name) != getattr(inferred, name)
-    ]
-    if mismatched:
-        raise ValueError(f"the checkpoint does not match {source}:\n  " + "\n  ".join(mismatched))
 
 
 # ----- state dict --------------------------------------------------------------------------------
@@ -271,7 +261,7 @@ def convert_checkpoint(
     if config is not None:
         with open(config) as handle:
             model_config = convert_config(json.load(handle))
-        _check_matches(model_config, inferred, f"config {config}")
+        check_architecture_matches(model_config, inferred, f"config {config}", ARCHITECTURE_FIELDS)
         if variant is not None:
             variant_config = create_config(variant)
             if variant_config.model_type != "dm_codec":
@@ -281,7 +271,7 @@ def convert_checkpoint(
         model_config = create_config(variant)
         if model_config.model_type != "dm_codec":
             raise ValueError(f"{variant!r} is not a dm_codec variant")
-        _check_matches(model_config, inferred, f"variant {variant}")
+        check_architecture_matches(model_config, inferred, f"variant {variant}", ARCHITECTURE_FIELDS)
     else:
         model_config = inferred
     model_config.variant = variant

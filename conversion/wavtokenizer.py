@@ -24,7 +24,7 @@ from modalzoo.layers.seanet import seanet_key_from_original
 from modalzoo.models.wavtokenizer import RELEASES, WavTokenizerConfig, WavTokenizerFeatureExtractor, WavTokenizerModel
 from modalzoo.registry import create_config
 
-from .checkpoint_io import load_checkpoint, state_dict_of
+from .checkpoint_io import check_architecture_matches, load_checkpoint, state_dict_of
 
 __all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_config"]
 
@@ -149,16 +149,6 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> WavTokenizerConfig:
     )
 
 
-def _check_matches(config: WavTokenizerConfig, inferred: WavTokenizerConfig, source: str) -> None:
-    mismatched = [
-        f"{name}: {source} says {getattr(config, name)}, checkpoint has {getattr(inferred, name)}"
-        for name in ARCHITECTURE_FIELDS
-        if getattr(config, name) != getattr(inferred, name)
-    ]
-    if mismatched:
-        raise ValueError(f"the checkpoint does not match {source}:\n  " + "\n  ".join(mismatched))
-
-
 # ----- state dict --------------------------------------------------------------------------------
 def _map_key(key: str) -> str | None:
     """Original key -> modalzoo key; None for keys this converter does not know."""
@@ -250,12 +240,12 @@ def convert_checkpoint(
             model_config = convert_config(yaml.safe_load(handle))
         for name in NOT_IN_YAML:
             setattr(model_config, name, getattr(inferred, name))
-        _check_matches(model_config, inferred, f"config {config}")
+        check_architecture_matches(model_config, inferred, f"config {config}", ARCHITECTURE_FIELDS)
     elif variant is not None:
         model_config = create_config(variant)
         if model_config.model_type != "wavtokenizer":
             raise ValueError(f"{variant!r} is not a wavtokenizer variant")
-        _check_matches(model_config, inferred, f"variant {variant}")
+        check_architecture_matches(model_config, inferred, f"variant {variant}", ARCHITECTURE_FIELDS)
     else:
         model_config = inferred
     model_config.variant = variant or _variant_from_filename(checkpoint_path)

@@ -107,7 +107,7 @@ def test_full_size_key_list_maps_with_the_right_shapes():
     config = converter.convert_config(_released_config())
     inferred = converter.infer_config(state_dict)
     for variant in ("dm-codec-lm-sm", "dm-codec-lm"):
-        converter._check_matches(create_config(variant), inferred, variant)
+        converter.check_architecture_matches(create_config(variant), inferred, variant, converter.ARCHITECTURE_FIELDS)
     mapped = converter.convert_state_dict(state_dict, config)
     with torch.device("meta"):
         model = DMCodecModel(config)
