@@ -110,8 +110,8 @@ def find_column(dataset, modality: str, column: str | None) -> str:
 class ProceduralDataset:
     """Items generated from their index: `shapes` (images of coloured rectangles and ellipses) and
     `tones` (audio: sums of gliding harmonic tones with envelopes). Generators registered in
-    `modalzoo.data.PROCEDURAL` (name -> callable(index, rng) -> PIL image or (audio, rate)) are
-    used first."""
+    `modalzoo.data.PROCEDURAL` (name -> callable(index, rng) -> PIL image, (audio, rate), or the
+    raw item a structured modality's processor reads) are used first."""
 
     def __init__(self, name: str, modality: str, *, num_items: int):
         self.name = name
@@ -268,7 +268,32 @@ class ItemTransform:
         return {"pixel_values": stacked} if self.modality == "image" else {"input_values": stacked}
 
 
-def build_transform(section: DataSection, processor, modality: str, seed: int, *, train: bool) -> ItemTransform:
+@dataclass
+class ProcessorItemTransform:
+    """Modalities whose items are structured (3D shapes, CAD sequences): the family's processor
+    turns a raw item into training tensors (`training_item(value, rng)`, rng None in evaluation)
+    and batches them (`collate_training_items(items)` -> the model's keyword inputs)."""
+
+    processor: object
+    seed: int
+    train: bool = True
+    segment_samples: int | None = None
+
+    def __call__(self, row: dict, epoch: int, index: int):
+        value = next(iter(row.values()))
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
+        return self.processor.training_item(value, rng)
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        return self.processor.collate_training_items(items)
+
+
+def build_transform(section: DataSection, processor, modality: str, seed: int, *, train: bool):
+    if modality not in ("image", "audio", "speech"):
+        for method in ("training_item", "collate_training_items"):
+            if not hasattr(processor, method):
+                raise ValueError(f"training on {modality!r} data needs {type(processor).__name__}.{method}()")
+        return ProcessorItemTransform(processor, seed, train=train)
     if modality == "image":
         return ItemTransform(
             modality,

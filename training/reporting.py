@@ -69,6 +69,11 @@ def evaluate(model, batch: dict[str, torch.Tensor], processor, metrics: list[str
     mean squared error in the model's space and codebook usage. Returns (metrics, reconstructions)."""
     from modalzoo.evaluation import AudioMetrics, CodebookUsage, ImageMetrics
 
+    if model.modality not in ("image", "audio", "speech"):
+        # Structured outputs (meshes, CAD sequences): the family measures its own reconstruction.
+        if not hasattr(model, "evaluate_reconstruction"):
+            raise ValueError(f"evaluating {model.modality!r} training needs {type(model).__name__}.evaluate_reconstruction()")
+        return model.evaluate_reconstruction(batch, metrics)
     encoded = model.encode(**batch)
     decoded = model.decode(encoded.codes, codes_mask=encoded.codes_mask)
     reference = batch[model.main_input_name].float()
@@ -92,13 +97,16 @@ def evaluate(model, batch: dict[str, torch.Tensor], processor, metrics: list[str
 
 
 def save_samples(trainer, batch: dict[str, torch.Tensor], reconstructions: torch.Tensor) -> Path:
-    """Originals next to reconstructions: PNGs for images, WAV pairs for audio."""
+    """Originals next to reconstructions: PNGs for images, WAV pairs for audio; other modalities
+    through their processor's `save_training_samples(reference, reconstructions, folder)`."""
     folder = Path(trainer.config.output_dir) / "samples" / f"step-{trainer.step:08d}"
     folder.mkdir(parents=True, exist_ok=True)
     count = min(trainer.config.num_samples, reconstructions.shape[0])
     reference = batch[trainer.model.main_input_name][:count]
     processor = trainer.processor
-    if trainer.modality == "image":
+    if trainer.modality not in ("image", "audio", "speech"):
+        processor.save_training_samples(reference, reconstructions[:count], folder)
+    elif trainer.modality == "image":
         for index, (original, decoded) in enumerate(
             zip(processor.postprocess(reference), processor.postprocess(reconstructions[:count]))
         ):

@@ -5,6 +5,7 @@ statistics are all-reduced, the discriminator and its LeCam statistics see the g
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -28,10 +29,18 @@ OVERRIDES = [
 ]
 
 
+def _free_port() -> int:
+    # A static rendezvous on loopback: `--standalone` resolves the host name and has hung here.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     distributed_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
         "-m", "modalzoo.cli", "train", "reference_image_tiny", *OVERRIDES,
         "data.batch_size=4", f"output_dir={distributed_dir}",
     ]  # fmt: skip
