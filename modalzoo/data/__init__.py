@@ -23,3 +23,5 @@ def register_procedural(name: str):
         return generator
 
     return register
+
+from . import shapes3d  # noqa: E402,F401  (registers procedural:shapes3d)

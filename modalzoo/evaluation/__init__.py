@@ -46,6 +46,7 @@ from .codebook_metrics import CODEBOOK_METRICS, CodebookUsage
 from .evaluate import METRIC_INFO, evaluate, format_table, iter_items, metrics_for
 from .image_metrics import IMAGE_METRICS, ImageMetrics
 from .protocols import FAMILY_PROTOCOLS, MODALITY_PROTOCOLS, protocol_for
+from .shape_metrics import SHAPE_METRICS, chamfer_distance, cross_scale_iou, fscore, volumetric_iou
 
 __all__ = [
     "AUDIO_METRICS",
@@ -72,4 +73,9 @@ __all__ = [
     "stft_distance",
     "stoi",
     "write_outputs",
+    "SHAPE_METRICS",
+    "chamfer_distance",
+    "cross_scale_iou",
+    "fscore",
+    "volumetric_iou",
 ]
