@@ -119,7 +119,7 @@ def tiny_decoder_config(feature_dim: int) -> dict:
 
 def _linear_alphas_cumprod(schedule: dict) -> torch.Tensor:
     # `make_beta_schedule("linear")` + `register_schedule`: float64, cast to float32 at the end.
-    betas = torch.linspace(schedule["linear_start"] ** 0.5, schedule["linear_end"] ** 0.5, schedule["timesteps"], dtype=torch.float64) ** 2
+    betas = torch.linspace(schedule["linear_start"] ** 0.5, schedule["linear_end"] ** 0.5, schedule["timesteps"], dtype=torch.float64, device="cpu") ** 2
     return torch.tensor(np.cumprod(1.0 - betas.numpy(), axis=0), dtype=torch.float32)
 
 
