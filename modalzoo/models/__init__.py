@@ -8,3 +8,5 @@ from . import xcodec  # noqa: F401
 from . import flextok  # noqa: F401
 from . import dm_codec  # noqa: F401
 from . import tokenflow  # noqa: F401
+from . import semanticodec  # noqa: F401
+from . import vat  # noqa: F401
