@@ -10,3 +10,4 @@ from . import dm_codec  # noqa: F401
 from . import tokenflow  # noqa: F401
 from . import semanticodec  # noqa: F401
 from . import vat  # noqa: F401
+from . import cad_tokenizer  # noqa: F401
