@@ -21,7 +21,7 @@ import re
 
 import torch
 
-__all__ = ["map_decoder_state_dict"]
+__all__ = ["decoder_key_map", "is_conv_as_linear", "map_decoder_state_dict"]
 
 _DERIVED = {
     "betas",
@@ -151,40 +151,53 @@ def _map_vocoder(rest: str) -> str:
     raise KeyError(rest)
 
 
-def map_decoder_state_dict(original_state: dict) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """(our state dict, dropped original keys). Raises ValueError naming every key it cannot place."""
-    keys = list(original_state)
+def decoder_key_map(original_keys) -> tuple[dict[str, str], list[str]]:
+    """({original key: our key}, dropped original keys) for a decoder checkpoint's key list.
+    Raises ValueError naming every key it cannot place."""
+    keys = list(original_keys)
     if not any(k.startswith("model.diffusion_model.") for k in keys):
         raise ValueError("not a SemantiCodec decoder checkpoint: no `model.diffusion_model.*` keys (is this encoder.ckpt?)")
     down, up, _ = _unet_layout(keys)
     decoder_levels = len({int(m.group(1)) for k in keys if (m := re.match(r"first_stage_model\.decoder\.up\.(\d+)\.", k))})
-    mapped, dropped, unknown = {}, [], []
-    for key, value in original_state.items():
+    names, dropped, unknown = {}, [], []
+    for key in keys:
         try:
             if key.startswith("model_ema.") or key in _DERIVED:
                 dropped.append(key)
-                continue
-            if key in ("alphas_cumprod", "scale_factor"):
-                new = key
+            elif key in ("alphas_cumprod", "scale_factor"):
+                names[key] = key
             elif key.startswith("model.diffusion_model."):
-                new = "unet." + _map_unet(key[len("model.diffusion_model.") :], down, up)
+                names[key] = "unet." + _map_unet(key[len("model.diffusion_model.") :], down, up)
             elif key.startswith("first_stage_model.vocoder."):
-                new = "vocoder." + _map_vocoder(key[len("first_stage_model.vocoder.") :])
+                names[key] = "vocoder." + _map_vocoder(key[len("first_stage_model.vocoder.") :])
             elif key.startswith("first_stage_model."):
-                new = "vae." + _map_vae(key[len("first_stage_model.") :], decoder_levels)
-                if re.search(r"attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", new):
-                    value = value.reshape(value.shape[0], value.shape[1])  # 1x1 conv -> linear
+                names[key] = "vae." + _map_vae(key[len("first_stage_model.") :], decoder_levels)
             else:
                 raise KeyError(key)
         except KeyError:
             unknown.append(key)
-            continue
+    if unknown:
+        shown = ", ".join(unknown[:8]) + (f" ... ({len(unknown)} in all)" if len(unknown) > 8 else "")
+        raise ValueError(f"decoder checkpoint keys with no place in SemantiCodecDecoder: {shown}")
+    return names, dropped
+
+
+def is_conv_as_linear(our_key: str) -> bool:
+    """The VAE attention projections: 1x1 convolutions in the original, linears here."""
+    return re.search(r"^vae\..*attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", our_key) is not None
+
+
+def map_decoder_state_dict(original_state: dict) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(our state dict, dropped original keys). Raises ValueError naming every key it cannot place."""
+    names, dropped = decoder_key_map(original_state)
+    mapped = {}
+    for key, new in names.items():
+        value = original_state[key]
+        if is_conv_as_linear(new):
+            value = value.reshape(value.shape[0], value.shape[1])
         mapped[new] = value
     if "vocoder.conv_pre.weight" in mapped:
         # SpeechT5HifiGan's input-normalisation buffers; unused (normalize_before=False), identity values.
         mel_bins = mapped["vocoder.conv_pre.weight"].shape[1]
         mapped["vocoder.mean"], mapped["vocoder.scale"] = torch.zeros(mel_bins), torch.ones(mel_bins)
-    if unknown:
-        shown = ", ".join(unknown[:8]) + (f" ... ({len(unknown)} in all)" if len(unknown) > 8 else "")
-        raise ValueError(f"decoder checkpoint keys with no place in SemantiCodecDecoder: {shown}")
     return mapped, dropped

@@ -29,11 +29,14 @@ Components:
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 from torch import nn
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
@@ -189,6 +192,38 @@ def build_vocoder(config: dict) -> SpeechT5HifiGan:
     )
 
 
+class CrossAttentionKVCache(AttnProcessor2_0):
+    """diffusers' SDPA attention for a cross-attention layer that, while `caching`, projects a
+    context to keys/values once and reuses them as long as the same context tensor comes back:
+    the conditioning is constant over all DDIM steps, and its projections (512 x 1728-6336 wide
+    at every attention site) are a large share of a released UNet step. Outside sampling it is
+    plain `AttnProcessor2_0`."""
+
+    def __init__(self):
+        super().__init__()
+        self.caching = False
+        self.clear()
+
+    def clear(self):
+        self.source, self.key, self.value = None, None, None
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        if not self.caching or encoder_hidden_states is None or attention_mask is not None or hidden_states.ndim != 3:
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        batch, head_dim = hidden_states.shape[0], attn.inner_dim // attn.heads
+        if encoder_hidden_states is not self.source:
+            context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+            self.key = attn.to_k(context).view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+            self.value = attn.to_v(context).view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+            self.source = encoder_hidden_states  # held, so identity cannot be reused by another tensor
+        query = attn.to_q(hidden_states).view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        out = F.scaled_dot_product_attention(query, self.key, self.value, dropout_p=0.0, is_causal=False)
+        out = attn.to_out[1](attn.to_out[0](out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
 class SemantiCodecDecoder(nn.Module):
     """Features `[B, frames, feature_dim]` -> 16 kHz waveform `[B, samples]` (see module docstring)."""
 
@@ -218,6 +253,25 @@ class SemantiCodecDecoder(nn.Module):
         self.overlap_frames = int(self.window_frames * cfg["overlap_ratio"])
         self.overlap_samples = self.overlap_frames * self.samples_per_frame
 
+        processors = {}
+        for name in self.unet.attn_processors:
+            module = self.unet.get_submodule(name.removesuffix(".processor"))
+            processors[name] = CrossAttentionKVCache() if module.is_cross_attention else AttnProcessor2_0()
+        self.unet.set_attn_processor(processors)
+        self._kv_caches = [p for p in processors.values() if isinstance(p, CrossAttentionKVCache)]
+
+    @contextlib.contextmanager
+    def cached_context(self):
+        """Within: cross-attention keys/values of an unchanged context are computed once."""
+        for cache in self._kv_caches:
+            cache.caching = True
+        try:
+            yield
+        finally:
+            for cache in self._kv_caches:
+                cache.caching = False
+                cache.clear()
+
     # -- the sampler -------------------------------------------------------------------------
     def make_scheduler(self) -> DDIMScheduler:
         schedule = self.config["schedule"]
@@ -243,12 +297,13 @@ class SemantiCodecDecoder(nn.Module):
         pe = self.position_embedding[: features.shape[1]].to(features.dtype).expand(features.shape[0], -1, -1)
         return torch.cat([features, pe], -1), torch.cat([torch.zeros_like(features), pe], -1)
 
-    def predict(self, latents, timestep, context, uncond_context, guidance_scale):
-        """The guided v-prediction (`DDIMSampler.p_sample_ddim`); one UNet call on [uncond; cond]."""
+    def predict(self, latents, timestep, context, guidance_scale):
+        """The guided v-prediction (`DDIMSampler.p_sample_ddim`). With guidance, `context` is
+        `[uncond; cond]` and the UNet runs once on the doubled batch."""
         t = torch.full((latents.shape[0],), int(timestep), dtype=torch.long, device=latents.device)
         if guidance_scale == 1.0:
             return self.unet(latents, t, encoder_hidden_states=context, return_dict=False)[0]
-        out = self.unet(torch.cat([latents, latents]), torch.cat([t, t]), encoder_hidden_states=torch.cat([uncond_context, context]), return_dict=False)[0]
+        out = self.unet(torch.cat([latents, latents]), torch.cat([t, t]), encoder_hidden_states=context, return_dict=False)[0]
         uncond, cond = out.chunk(2)
         return uncond + guidance_scale * (cond - uncond)
 
@@ -266,9 +321,12 @@ class SemantiCodecDecoder(nn.Module):
         context, uncond_context = self.context(window_features)
         scheduler = self.make_scheduler()
         scheduler.set_timesteps(num_steps)
-        for t in scheduler.timesteps:
-            v = self.predict(latents, t, context, uncond_context, guidance_scale)
-            latents = scheduler.step(v, t, latents, eta=eta, generator=generator).prev_sample
+        if guidance_scale != 1.0:  # one tensor for all steps, so the key/value cache holds
+            context = torch.cat([uncond_context, context])
+        with self.cached_context():
+            for t in scheduler.timesteps:
+                v = self.predict(latents, t, context, guidance_scale)
+                latents = scheduler.step(v, t, latents, eta=eta, generator=generator).prev_sample
         return latents
 
     @torch.no_grad()
