@@ -42,6 +42,7 @@ model and batch size. `--compare-original` plugins are described in `originals/_
 
 from .audio_metrics import AUDIO_METRICS, AudioMetrics, mel_distance, pesq, si_sdr, stft_distance, stoi
 from .benchmark import BenchSettings, default_models, render_markdown, run_benchmark, write_outputs
+from .cad_metrics import CAD_METRICS, CADMetrics
 from .codebook_metrics import CODEBOOK_METRICS, CodebookUsage
 from .evaluate import METRIC_INFO, evaluate, format_table, iter_items, metrics_for
 from .image_metrics import IMAGE_METRICS, ImageMetrics
@@ -52,6 +53,8 @@ __all__ = [
     "AUDIO_METRICS",
     "AudioMetrics",
     "BenchSettings",
+    "CAD_METRICS",
+    "CADMetrics",
     "CODEBOOK_METRICS",
     "CodebookUsage",
     "FAMILY_PROTOCOLS",

@@ -1,0 +1,49 @@
+"""Which primitive each token belongs to: the groups the encoder pools into one code each.
+
+The assignment is causal (a token's primitive depends only on the tokens up to it), so the
+decoder can follow it while it generates. Structural tokens (LOOP_END, FACE_END, SKETCH_END)
+belong to the curve before them and EOS to the last extrusion.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .grammar import ARC, CIRCLE, EXTRUDE_END, FACE_END, LINE, LOOP_END, OPERATION_TOKENS
+
+# first offset (from the operation token) of each extrude parameter group: operation + extent,
+# plane origin + axes, scale, offset (+ EXTRUDE_END)
+PARAMETER_GROUP_STARTS = (0, 3, 15, 16)
+
+
+def primitive_starts(tokens: torch.Tensor, pooling: str, extrude_pooling: str) -> torch.BoolTensor:
+    """`[B, L]` token ids (no BOS) -> True where a new primitive begins."""
+    batch, length = tokens.shape
+    positions = torch.arange(length, device=tokens.device).expand(batch, length)
+    is_operation = torch.zeros_like(tokens, dtype=torch.bool)
+    for token in OPERATION_TOKENS:
+        is_operation |= tokens == token
+    last_operation = torch.where(is_operation, positions, torch.full_like(positions, -1)).cummax(dim=1).values
+    since_operation = positions - last_operation
+    is_curve = (tokens == LINE) | (tokens == ARC) | (tokens == CIRCLE)
+    previous = torch.cat([torch.full_like(tokens[:, :1], EXTRUDE_END), tokens[:, :-1]], dim=1)
+    if pooling == "single":  # a pair starts with the first curve after an extrusion (or at 0)
+        return is_curve & (previous == EXTRUDE_END)
+    in_extrude = (last_operation >= 0) & (since_operation <= 18) & ~is_curve
+    groups = PARAMETER_GROUP_STARTS if extrude_pooling == "parameter_groups" else (0,)
+    extrude_start = torch.zeros_like(is_curve)
+    for offset in groups:
+        extrude_start |= in_extrude & (since_operation == offset)
+    if pooling == "loop":
+        loop_start = is_curve & ((previous == LOOP_END) | (previous == FACE_END) | (previous == EXTRUDE_END))
+        return loop_start | extrude_start
+    return is_curve | extrude_start
+
+
+def primitive_ids(tokens: torch.Tensor, mask: torch.Tensor | None, pooling: str, extrude_pooling: str) -> torch.LongTensor:
+    """`[B, L]` primitive index of each token (0-based); -1 on padding."""
+    starts = primitive_starts(tokens, pooling, extrude_pooling)
+    ids = starts.long().cumsum(dim=1) - 1
+    if mask is not None:
+        ids = ids.masked_fill(~mask.bool(), -1)
+    return ids
