@@ -31,6 +31,10 @@ def original_state_dict(original: torch.nn.Module, model) -> dict[str, torch.Ten
             raise ValueError(f"the original's {key} has no counterpart of shape {tuple(value.shape)} in the model")
         else:
             filled[key] = ours[our_key]
+        if key.endswith("inited"):
+            # Released checkpoints are initialised; a random-init model's flag is 0, and the
+            # original would then re-run k-means (4096 x 200 iterations) inside every encode.
+            filled[key] = torch.ones_like(value)
     return filled
 
 
