@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from modalzoo.models.semanticodec import RELEASES, SemantiCodecConfig, SemantiCodecFeatureExtractor, SemantiCodecModel, centroid_file
+from modalzoo.models.semanticodec.decoder_semanticodec import released_decoder_config
 from modalzoo.models.semanticodec.encoder_semanticodec import audiomae_pos_embed
 from modalzoo.registry import create_config
 
-from .checkpoint_io import check_architecture_matches, load_checkpoint, state_dict_of
+from .checkpoint_io import load_checkpoint, state_dict_of
 
-__all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_config", "split_state_dict"]
+__all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_architecture", "infer_config", "split_state_dict"]
 
 AUDIOMAE = "audiomae.model."
 POS_EMBED = AUDIOMAE + "pos_embed"
@@ -43,7 +44,6 @@ DROPPED_AUDIOMAE = {
 }
 KEPT_AUDIOMAE = ("cls_token", "patch_embed.proj.", "blocks.", "norm.")
 CODEBOOK_BUFFERS = ("initted", "cluster_size", "embed_avg", "embed")
-ARCHITECTURE_FIELDS = ("tokens_per_second", "semantic_codebook_size", "acoustic_codebook_size", "audiomae_hidden_size", "audiomae_num_layers", "lstm_num_layers")
 
 
 # ----- config ------------------------------------------------------------------------------------
@@ -53,9 +53,9 @@ def convert_config(tokens_per_second: int, semantic_codebook_size: int, **overri
     return SemantiCodecConfig(tokens_per_second=tokens_per_second, semantic_codebook_size=semantic_codebook_size, **overrides)
 
 
-def infer_config(encoder_state: dict[str, torch.Tensor], centroids: np.ndarray | torch.Tensor, **overrides) -> SemantiCodecConfig:
-    """The architecture read from the tensor shapes: AudioMAE width and depth, the stacking (from
-    the projection's width), BiLSTM depth, acoustic and semantic vocabularies."""
+def infer_architecture(encoder_state: dict[str, torch.Tensor], centroids: np.ndarray | torch.Tensor) -> dict[str, int]:
+    """The config fields the tensor shapes fix: AudioMAE width and depth, the stacking (from the
+    projection's width), BiLSTM depth, acoustic and semantic vocabularies."""
     try:
         hidden = encoder_state[AUDIOMAE + "cls_token"].shape[-1]
         feature_dim = encoder_state["encoder_output_linear.weight"].shape[0]
@@ -70,11 +70,16 @@ def infer_config(encoder_state: dict[str, torch.Tensor], centroids: np.ndarray |
     blocks = 1 + max(int(k.split(".")[3]) for k in encoder_state if k.startswith(AUDIOMAE + "blocks."))
     if centroids.ndim != 2 or centroids.shape[1] != feature_dim:
         raise ValueError(f"centroids must be [vocabulary, {feature_dim}] for this encoder, got {tuple(centroids.shape)}")
-    fields = dict(
+    return dict(
         tokens_per_second=rates[stack], semantic_codebook_size=int(centroids.shape[0]), acoustic_codebook_size=int(acoustic),
         audiomae_hidden_size=int(hidden), audiomae_num_layers=blocks, lstm_num_layers=layers,
     )
-    return SemantiCodecConfig(**{**fields, **overrides})
+
+
+def infer_config(encoder_state: dict[str, torch.Tensor], centroids: np.ndarray | torch.Tensor, **overrides) -> SemantiCodecConfig:
+    """`infer_architecture` as a config (the ViT-B head count and averaged depth of the releases
+    unless `overrides` say otherwise)."""
+    return SemantiCodecConfig(**{**infer_architecture(encoder_state, centroids), **overrides})
 
 
 # ----- state dict --------------------------------------------------------------------------------
@@ -112,7 +117,8 @@ def split_state_dict(
     for key, value in encoder_state.items():
         if key == POS_EMBED:
             expected = audiomae_pos_embed(config.audiomae_hidden_size, config.patch_grid)
-            if tuple(value.shape) != tuple(expected.shape) or not torch.allclose(value.float(), expected, atol=1e-6):
+            same_values = value.is_meta or torch.allclose(value.float(), expected, atol=1e-6)  # meta: key listings
+            if tuple(value.shape) != tuple(expected.shape) or not same_values:
                 raise ValueError(f"{POS_EMBED} is not AudioMAE's fixed sin-cos table for a {config.patch_grid} patch grid")
             dropped[POS_EMBED] = "fixed sin-cos position table, recomputed by the model"
             continue
@@ -129,7 +135,9 @@ def split_state_dict(
         mapped[new_key] = value
     if unmapped:
         raise ValueError(f"{len(unmapped)} encoder checkpoint keys are not mapped: " + ", ".join(sorted(unmapped)[:20]))
-    mapped["encoder.semantic_quantizer.codebook"] = torch.as_tensor(np.asarray(centroids, dtype=np.float32))
+    if not torch.is_tensor(centroids):
+        centroids = torch.from_numpy(np.asarray(centroids, dtype=np.float32))
+    mapped["encoder.semantic_quantizer.codebook"] = centroids
 
     if decoder_state is not None:
         from .semanticodec_decoder import map_decoder_state_dict
@@ -195,9 +203,12 @@ def convert_checkpoint(
     variant: str | None = None,
     config: str | None = None,
     trust_pickle: bool = False,
+    decoder_config: dict | None = None,
 ) -> dict[str, Any]:
     """Converts a release folder (`encoder.ckpt`, `decoder.ckpt` and the centroids) into a
-    Hub-ready folder. Returns {"mapped": n, "dropped": {key: reason}, "missing": []}."""
+    Hub-ready folder. The decoder's config is the variant's, or the released one of the token
+    rate read from the encoder; `decoder_config` overrides it (non-released decoders).
+    Returns {"mapped": n, "dropped": {key: reason}, "missing": []}."""
     folder = Path(checkpoint)
     if not folder.is_dir():
         raise ValueError(f"--checkpoint must be a release folder holding encoder.ckpt (and decoder.ckpt), got {checkpoint}")
@@ -205,18 +216,24 @@ def convert_checkpoint(
         raise ValueError(f"{variant!r} is not a semanticodec variant; choose one of {', '.join(RELEASES)}")
     encoder_state = state_dict_of(load_checkpoint(folder / "encoder.ckpt", trust_pickle=trust_pickle))
     centroids = np.load(_find_centroids(folder, variant if variant in RELEASES else None, config), allow_pickle=False)
-    inferred = infer_config(encoder_state, centroids)
     if variant is not None:
         model_config = create_config(variant)
         if model_config.model_type != "semanticodec":
             raise ValueError(f"{variant!r} is not a semanticodec variant")
-        check_architecture_matches(model_config, inferred, f"variant {variant}", ARCHITECTURE_FIELDS)
+        found = infer_architecture(encoder_state, centroids)
+        mismatched = [f"{name}: variant {variant} says {getattr(model_config, name)}, checkpoint has {value}" for name, value in found.items() if getattr(model_config, name) != value]
+        if mismatched:
+            raise ValueError(f"the checkpoint does not match variant {variant}:\n  " + "\n  ".join(mismatched))
     else:
-        model_config = inferred
+        model_config = inferred = infer_config(encoder_state, centroids)
         model_config.variant = next(
             (name for name, (rate, vocabulary) in RELEASES.items() if (rate, vocabulary) == (inferred.tokens_per_second, inferred.semantic_codebook_size)),
             None,
         )
+    if decoder_config is not None:
+        model_config.decoder = decoder_config
+    elif model_config.decoder is None:
+        model_config.decoder = released_decoder_config(model_config.tokens_per_second)
     decoder_state = None
     if model_config.decoder is not None:
         decoder_path = folder / "decoder.ckpt"

@@ -3,6 +3,7 @@ plus `semanticodec-tiny` for tests."""
 
 from ...registry import register_family, register_variant
 from .configuration_semanticodec import SemantiCodecConfig
+from .decoder_semanticodec import released_decoder_config, tiny_decoder_config
 from .modeling_semanticodec import SemantiCodecModel
 from .processing_semanticodec import SemantiCodecFeatureExtractor
 
@@ -46,12 +47,14 @@ for _name, (_rate, _vocabulary) in RELEASES.items():
         f"{HUB_REPO} semanticodec_tokenrate_{_rate} + {centroid_file(_rate, _vocabulary)}",
         tokens_per_second=_rate,
         semantic_codebook_size=_vocabulary,
+        decoder=released_decoder_config(_rate),
     )
 
-# An 8-wide, 3-block AudioMAE on the released 1024 x 128 input (the original's fixtures were
-# recorded at this size), 50 tokens/s, a 2-layer 32-wide BiLSTM and 64 + 64 codes.
+# An 8-wide, 3-block AudioMAE on the released 1024 x 128 input, 100 tokens/s, a 2-layer 16-wide
+# BiLSTM and 64 + 64 codes (the encoder of tests/fixtures/semanticodec/encoder/tiny100), and the
+# tiny latent-diffusion decoder (0.32 s windows at the same 50 frames/s).
 TINY = dict(
-    tokens_per_second=50,
+    tokens_per_second=100,
     semantic_codebook_size=64,
     acoustic_codebook_size=64,
     audiomae_hidden_size=8,
@@ -59,7 +62,8 @@ TINY = dict(
     audiomae_num_heads=2,
     audiomae_contextual_depth=0,
     lstm_num_layers=2,
+    decoder=tiny_decoder_config(feature_dim=2 * 8),
 )
-register_variant("semanticodec-tiny", "semanticodec", "random-init test model, 50 tokens/s, 64 + 64 codes", **TINY)
+register_variant("semanticodec-tiny", "semanticodec", "random-init test model, 100 tokens/s, 64 + 64 codes", **TINY)
 
 __all__ = ["RELEASES", "SemantiCodecConfig", "SemantiCodecFeatureExtractor", "SemantiCodecModel", "centroid_file"]

@@ -19,6 +19,7 @@ from transformers import initialization as init
 from ...audio_utils import check_audio_input, lengths_from_mask
 from ...modeling_utils import DecoderOutput, EncoderOutput, ModalTokenizer, TokenizerOutput
 from .configuration_semanticodec import MEL_FRAME_SHIFT_SAMPLES, SemantiCodecConfig
+from .decoder_semanticodec import SemantiCodecDecoder
 from .encoder_semanticodec import AudioMAEEncoder, SemantiCodecEncoder, mark_out_padding
 from .processing_semanticodec import batch_fbank, num_segments
 
@@ -35,9 +36,12 @@ class SemantiCodecModel(ModalTokenizer):
         self.encoder = SemantiCodecEncoder(config)
         self.decoder = None
         if config.decoder is not None:
-            from .decoder_semanticodec import SemantiCodecDecoder
-
             self.decoder = SemantiCodecDecoder(config.decoder, feature_dim=2 * config.feature_dim)
+            if self.decoder.samples_per_frame != config.hop_length:
+                raise ValueError(
+                    f"the decoder renders {self.decoder.samples_per_frame} samples per frame but the encoder's hop is "
+                    f"{config.hop_length} ({config.tokens_per_second} tokens/s): use the decoder config of that token rate"
+                )
         self.post_init()
 
     def _init_family_weights(self, module) -> None:
