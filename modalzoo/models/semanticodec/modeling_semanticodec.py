@@ -19,7 +19,7 @@ from transformers import initialization as init
 from ...audio_utils import check_audio_input, lengths_from_mask
 from ...modeling_utils import DecoderOutput, EncoderOutput, ModalTokenizer, TokenizerOutput
 from .configuration_semanticodec import MEL_FRAME_SHIFT_SAMPLES, SemantiCodecConfig
-from .decoder_semanticodec import SemantiCodecDecoder
+from .decoder_semanticodec import SemantiCodecDecoder, _sinusoidal_positions
 from .encoder_semanticodec import AudioMAEEncoder, SemantiCodecEncoder, mark_out_padding
 from .processing_semanticodec import batch_fbank, num_segments
 
@@ -47,6 +47,16 @@ class SemantiCodecModel(ModalTokenizer):
     def _init_family_weights(self, module) -> None:
         if isinstance(module, AudioMAEEncoder):
             init.normal_(module.cls_token, std=0.02)  # as MaskedAutoencoderViT.initialize_weights
+
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        # The decoder's position table is a non-persistent buffer that from_pretrained's meta
+        # loading leaves unset: recompute it after every init and load path.
+        if self.decoder is not None and self.decoder.position_embedding.device.type != "meta":
+            decoder_config = self.decoder.config
+            table = _sinusoidal_positions(decoder_config["position_length"], decoder_config["position_dim"])
+            self.decoder.position_embedding.copy_(table.to(self.decoder.position_embedding.device))
 
     @property
     def hop_length(self) -> int:
