@@ -108,9 +108,11 @@ def split_state_dict(
     centroids: np.ndarray | torch.Tensor,
     config: SemantiCodecConfig,
     decoder_state: dict[str, torch.Tensor] | None = None,
+    model: SemantiCodecModel | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(mapped state dict, {dropped key or prefix: reason}). Raises on unmapped keys, on a
-    position table that is not AudioMAE's sin-cos one, and on shapes that do not fit `config`."""
+    position table that is not AudioMAE's sin-cos one, and on shapes that do not fit `config`
+    (or the already built `model`)."""
     mapped: dict[str, torch.Tensor] = {}
     dropped: dict[str, str] = {}
     unmapped = []
@@ -146,7 +148,7 @@ def split_state_dict(
         mapped.update({"decoder." + key: value for key, value in decoder_mapped.items()})
         dropped.update({f"decoder.ckpt {key}": "not used by the decoder at inference" for key in decoder_dropped})
 
-    expected = _expected_shapes(config)
+    expected = _expected_shapes(config) if model is None else {k: tuple(v.shape) for k, v in model.state_dict().items()}
     wrong = [
         f"{key}: checkpoint {tuple(value.shape)}, model {expected[key]}"
         for key, value in mapped.items()
@@ -241,8 +243,8 @@ def convert_checkpoint(
             raise FileNotFoundError(f"{decoder_path} is missing: the release's decoder is part of the model")
         decoder_state = state_dict_of(load_checkpoint(decoder_path, trust_pickle=trust_pickle))
 
-    mapped, dropped = split_state_dict(encoder_state, centroids, model_config, decoder_state)
     model = SemantiCodecModel(model_config)
+    mapped, dropped = split_state_dict(encoder_state, centroids, model_config, decoder_state, model=model)
     result = model.load_state_dict(mapped, strict=False)
     if result.unexpected_keys or result.missing_keys:
         raise ValueError(f"unexpected keys {result.unexpected_keys[:10]}, missing keys {result.missing_keys[:10]}")

@@ -118,6 +118,11 @@ def fill_value(key: str, shape: tuple[int, ...]) -> torch.Tensor:
     return 1.0 + 0.1 * x if key.endswith("weight") else 0.1 * x
 
 
+@pytest.fixture(scope="module")
+def parity_decoder() -> tuple[dict, dict]:
+    return parity_decoder_checkpoint()
+
+
 def parity_decoder_checkpoint() -> tuple[dict, dict]:
     """(original-layout decoder state dict, its modalzoo decoder config): the decoder parity case,
     whose 16-wide features are exactly the tiny 100 tokens/s encoder's [acoustic | semantic]."""
@@ -136,15 +141,14 @@ def release_folder(tmp_path_factory) -> Path:
     folder = root / "semanticodec_tokenrate_100"
     folder.mkdir()
     shutil.copy(ENCODER / "tiny100" / "encoder.ckpt", folder / "encoder.ckpt")
-    decoder_state, _ = parity_decoder_checkpoint()
-    torch.save(decoder_state, folder / "decoder.ckpt")
     (root / "codebook_idx").mkdir()
     shutil.copy(ENCODER / "tiny100" / "codebook_64_0.npy", root / "codebook_idx" / "codebook_64_0.npy")
     return folder
 
 
-def test_convert_checkpoint_gives_the_original_codes_and_decoder(release_folder, tmp_path):
-    decoder_state, decoder_config = parity_decoder_checkpoint()
+def test_convert_checkpoint_gives_the_original_codes_and_decoder(release_folder, parity_decoder, tmp_path):
+    decoder_state, decoder_config = parity_decoder
+    torch.save(decoder_state, release_folder / "decoder.ckpt")
     summary = convert_checkpoint(
         str(release_folder), str(tmp_path / "out"), variant="semanticodec-tiny",
         config=str(release_folder.parent / "codebook_idx" / "codebook_64_0.npy"), decoder_config=decoder_config,
@@ -163,11 +167,11 @@ def test_convert_checkpoint_gives_the_original_codes_and_decoder(release_folder,
         torch.testing.assert_close(loaded[key], value.float(), rtol=0, atol=0)
 
 
-def test_convert_refuses_missing_decoder_and_ambiguous_centroids(release_folder, tmp_path):
+def test_convert_refuses_missing_decoder_and_ambiguous_centroids(tmp_path):
     encoder_only = tmp_path / "encoder_only"
     encoder_only.mkdir()
-    shutil.copy(release_folder / "encoder.ckpt", encoder_only / "encoder.ckpt")
-    shutil.copy(release_folder.parent / "codebook_idx" / "codebook_64_0.npy", encoder_only / "centroids.npy")
+    shutil.copy(ENCODER / "tiny100" / "encoder.ckpt", encoder_only / "encoder.ckpt")
+    shutil.copy(ENCODER / "tiny100" / "codebook_64_0.npy", encoder_only / "centroids.npy")
     with pytest.raises(FileNotFoundError, match="decoder.ckpt is missing"):
         convert_checkpoint(str(encoder_only), str(tmp_path / "out"), variant="semanticodec-tiny")
     shutil.copy(encoder_only / "centroids.npy", encoder_only / "other.npy")
