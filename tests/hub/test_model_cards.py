@@ -43,7 +43,8 @@ def test_every_family_renders_a_card_with_modalzoo_metadata(name):
     assert [(m["type"], m["value"]) for m in metrics] == [("psnr", 21.5), ("rfid", 2.25)]
     text = card.text
     assert f'AutoModel.from_pretrained("me/{name}")' in text
-    tokens = f"{model.token_rate:g} per second" if model.token_rate else f"{model.max_tokens} per image"
+    unit = "image" if model.modality == "image" else "item"  # cards.facts_table: 3D shapes and CAD are items
+    tokens = f"{model.token_rate:g} per second" if model.token_rate else f"{model.max_tokens} per {unit}"
     assert f"| Tokens | {tokens}" in text
     assert "| PSNR | 21.5 | ImageNet-1k | validation |" in text
     assert "## Citation" in text
