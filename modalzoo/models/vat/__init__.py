@@ -29,7 +29,7 @@ SMALL = {
     "scales": (1, 2, 4, 8, 16, 32),
     "codebook_size": 512,
     "kl_weight": 1e-4,
-    "quantize_start_step": 1000,
+    "quantize_start_step": 700,
     "decoder_hidden_size": 64,
     "decoder_num_layers": 2,
     "decoder_num_heads": 4,

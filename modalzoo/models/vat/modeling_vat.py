@@ -54,6 +54,14 @@ def _transformer(width: int, layers: int, heads: int, mlp_ratio: float) -> nn.Tr
     return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(width), enable_nested_tensor=False)
 
 
+class LogVarianceProjection(nn.Linear):
+    """The log-variance head. Its bias starts at `INITIAL_LOG_VARIANCE` (sigma = e^-3): with a
+    unit-variance start the sampled latents would be mostly noise and the decoder could only
+    learn the average shape for hundreds of steps; the KL term widens sigma as training allows."""
+
+    INITIAL_LOG_VARIANCE = -6.0
+
+
 class VATEncoder(nn.Module):
     """Point features and learned latent tokens in one Transformer (in-context compression);
     the latent outputs become mu and log-variance."""
@@ -65,14 +73,15 @@ class VATEncoder(nn.Module):
         self.point_proj = nn.Linear(self.embedding.out_features + 3, width)
         self.latent_tokens = nn.Parameter(torch.empty(config.num_latent_tokens, width))
         self.transformer = _transformer(width, config.encoder_num_layers, config.encoder_num_heads, config.mlp_ratio)
-        self.to_gaussian = nn.Linear(width, 2 * config.latent_dim)
+        self.to_mean = nn.Linear(width, config.latent_dim)
+        self.to_log_variance = LogVarianceProjection(width, config.latent_dim)
 
     def forward(self, points: torch.Tensor, normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.point_proj(torch.cat([self.embedding(points), normals], dim=-1))
         latents = self.latent_tokens.expand(points.shape[0], -1, -1).to(features.dtype)
         hidden = self.transformer(torch.cat([latents, features], dim=1))
-        mean, log_variance = self.to_gaussian(hidden[:, : latents.shape[1]]).chunk(2, dim=-1)
-        return mean, log_variance.clamp(-30.0, 20.0)
+        latent_outputs = hidden[:, : latents.shape[1]]
+        return self.to_mean(latent_outputs), self.to_log_variance(latent_outputs).clamp(-30.0, 20.0)
 
 
 class TriplaneUpsampler(nn.Module):
@@ -163,7 +172,9 @@ class VATTokenizer(ModalTokenizer):
         self.post_init()
 
     def _init_family_weights(self, module: nn.Module) -> None:
-        if isinstance(module, VATEncoder):
+        if isinstance(module, LogVarianceProjection):
+            init.constant_(module.bias, LogVarianceProjection.INITIAL_LOG_VARIANCE)
+        elif isinstance(module, VATEncoder):
             init.normal_(module.latent_tokens, mean=0.0, std=0.02)
         elif isinstance(module, VATDecoder):
             init.normal_(module.latent_positions, mean=0.0, std=0.02)
