@@ -78,8 +78,9 @@ class AudioMAEEncoder(ComputedBuffers, nn.Module):
     def forward(self, fbank: torch.Tensor) -> torch.Tensor:
         """`[N, 1024, 128]` normalised filterbank -> `[N, 64 * 8, D]` patch features (time-major)."""
         x = self.patch_embed.proj(fbank[:, None]).flatten(2).transpose(1, 2)
-        x = x + self.pos_embed[:, 1:, :]
-        cls_token = (self.cls_token + self.pos_embed[:, :1, :]).expand(x.shape[0], -1, -1)
+        pos_embed = self.pos_embed.to(x.dtype)  # the computed table stays fp32 under bf16 loads
+        x = x + pos_embed[:, 1:, :]
+        cls_token = (self.cls_token + pos_embed[:, :1, :]).expand(x.shape[0], -1, -1)
         x = torch.cat((cls_token, x), dim=1)
         contextual = []
         for index, block in enumerate(self.blocks):
@@ -182,7 +183,7 @@ class SemantiCodecEncoder(nn.Module):
         with torch.no_grad():
             features = self.semantic_features(fbank)
         semantic_codes = self.semantic_quantizer.encode(features)
-        centroids = self.semantic_quantizer.lookup(semantic_codes)
+        centroids = self.semantic_quantizer.lookup(semantic_codes).to(features.dtype)  # fp32 codebook under bf16
         lstm_input = mark_out_padding(torch.cat([features, centroids], dim=-1), real_frames, fbank.shape[-2])
         residual = self.acoustic_proj(self.acoustic_lstm(lstm_input)[0])
         return semantic_codes, self.acoustic_quantizer(residual), real_frames

@@ -147,7 +147,8 @@ class SemantiCodecModel(ModalTokenizer):
             raise ValueError(f"codes must hold 2 rows [semantic, acoustic], got {codes.shape[1]}")
         acoustic = self.encoder.acoustic_quantizer.lookup(codes[:, 1:2])
         semantic = self.encoder.semantic_quantizer.lookup(codes[:, 0])
-        return torch.cat([acoustic, semantic.to(acoustic.dtype)], dim=-1)
+        dtype = self.encoder.acoustic_proj.weight.dtype  # codebooks stay fp32 under bf16 loads
+        return torch.cat([acoustic.to(dtype), semantic.to(dtype)], dim=-1)
 
     @torch.no_grad()
     def decode(
