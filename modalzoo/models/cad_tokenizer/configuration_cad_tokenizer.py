@@ -42,8 +42,8 @@ class CADTokenizerConfig(ModalTokenizerConfig):
     extrude_pooling: str = "parameter_groups"
     codebook_size: int = 2048
     codebook_dim: int = 16
-    dead_code_threshold: float = 0.02
-    usage_decay: float = 0.99
+    dead_code_threshold: float = 0.05
+    usage_decay: float = 0.95
     max_sequence_length: int = 256
     max_primitives: int = 96
 

@@ -24,6 +24,9 @@ from .configuration_cad_tokenizer import CADTokenizerConfig
 from .grammar import AXIS_BASE, BOS, EOS, PAD, VALUE_BASE, Grammar, State
 from .primitives import primitive_ids
 
+ORDINAL_FREQUENCIES = 8
+
+
 # ordinal bin ranges of the vocabulary: value bins, and the three axis values -1 / 0 / +1
 def ordinal_ranges(bits: int) -> list[tuple[int, int]]:
     return [(VALUE_BASE, VALUE_BASE + 2**bits), (AXIS_BASE, VALUE_BASE)]
@@ -103,6 +106,7 @@ class CADTokenizerModel(ModalTokenizer):
         super().__init__(config)
         width, vocab = config.hidden_size, config.token_vocab_size
         self.token_embedding = nn.Embedding(vocab, width)
+        self.value_embedding = nn.Linear(1 + 2 * ORDINAL_FREQUENCIES, width)
         self.position_embedding = nn.Embedding(config.max_sequence_length + 1, width)
         # 0: before any primitive (BOS); i + 1: primitive i (decoder inputs and code memory)
         self.primitive_embedding = nn.Embedding(config.max_primitives + 1, width)
@@ -115,6 +119,7 @@ class CADTokenizerModel(ModalTokenizer):
         self.to_code = nn.Linear(width, config.codebook_dim)
         self.quantizer = CADCodebook(config.codebook_size, config.codebook_dim, threshold=config.dead_code_threshold, decay=config.usage_decay)
         self.from_code = nn.Linear(config.codebook_dim, width)
+        self.next_primitive = nn.Linear(width, width)
         self.decoder = nn.TransformerDecoder(layer(nn.TransformerDecoderLayer), config.decoder_layers)
         self.decoder_norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab)
@@ -137,9 +142,18 @@ class CADTokenizerModel(ModalTokenizer):
             raise ValueError(f"cad_tokens must be ids in [2, {vocab}) on real positions (PAD=0 and BOS=1 are reserved)")
         return cad_tokens.long(), attention_mask
 
+    def _value_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Fourier features of a value token's bin (zero elsewhere): neighbouring bins start close."""
+        is_value = tokens >= VALUE_BASE
+        unit = (tokens - VALUE_BASE).clamp(min=0).float() / (2**self.config.bits - 1)
+        angles = unit.unsqueeze(-1) * torch.pi * torch.arange(1, ORDINAL_FREQUENCIES + 1, device=tokens.device)
+        features = torch.cat([torch.ones_like(unit).unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
+        return features * is_value.unsqueeze(-1)
+
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
-        return self.token_embedding(tokens) + self.position_embedding(positions)
+        ordinal = self.value_embedding(self._value_features(tokens).to(self.value_embedding.weight.dtype))
+        return self.token_embedding(tokens) + ordinal + self.position_embedding(positions)
 
     # ----- encoder ------------------------------------------------------------------------------------
     def _encode_vectors(self, cad_tokens, attention_mask):
@@ -179,6 +193,15 @@ class CADTokenizerModel(ModalTokenizer):
         length = inputs.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).triu(1)  # True: masked
         hidden = self._embed(inputs) + self.primitive_embedding(input_primitives)
+        # The next token belongs to the input token's primitive or to the one after it: both code
+        # vectors are added to the input (cross-attention alone is slow to learn this lookup).
+        slots = memory.shape[1]
+        padded = torch.cat([memory.new_zeros(memory.shape[0], 1, memory.shape[2]), memory * memory_mask.unsqueeze(-1),
+                            memory.new_zeros(memory.shape[0], 1, memory.shape[2])], dim=1)
+        current = input_primitives.clamp(max=slots + 1)  # 0 (BOS) -> the zero slot
+        following = (input_primitives + 1).clamp(max=slots + 1)
+        gather = lambda index: padded.gather(1, index.unsqueeze(-1).expand(-1, -1, padded.shape[-1]))  # noqa: E731
+        hidden = hidden + gather(current) + self.next_primitive(gather(following))
         hidden = self.decoder(
             hidden, memory, tgt_mask=causal, tgt_key_padding_mask=None if input_mask is None else ~input_mask,
             memory_key_padding_mask=~memory_mask, tgt_is_causal=True,
