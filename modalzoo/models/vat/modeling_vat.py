@@ -313,9 +313,11 @@ class VATTokenizer(ModalTokenizer):
             triplane = self.decode_triplane(codes, num_scales=scales)
             predictions.append(self.occupancy(triplane, batch["queries"]) > 0.5)
 
-        def iou(a, b):
+        def iou(a, b):  # per item, on the uniform queries; two empty shapes agree (1.0)
             a, b = a & uniform, b & uniform
-            return ((a & b).sum(1).float() / (a | b).sum(1).clamp_min(1).float()).mean().item()
+            union = (a | b).sum(1).float()
+            ratio = (a & b).sum(1).float() / union.clamp_min(1)
+            return torch.where(union > 0, ratio, torch.ones_like(ratio)).mean().item()
 
         results = {}
         if "iou" in wanted:
