@@ -196,3 +196,15 @@ def test_pickled_code_is_never_executed(tmp_path):
     np.save(folder / "codebook.npy", centroids)
     with pytest.raises((UnsafeCheckpointError, pickle.UnpicklingError), match="refusing to unpickle|Unsupported global"):
         convert_checkpoint(str(folder), str(tmp_path / "out"))
+
+
+def test_cli_reports_a_missing_decoder_checkpoint(tmp_path, capsys):
+    from modalzoo.cli import main
+
+    folder = tmp_path / "semanticodec_tokenrate_100"
+    folder.mkdir()
+    shutil.copy(ENCODER / "tiny100" / "encoder.ckpt", folder / "encoder.ckpt")
+    shutil.copy(ENCODER / "tiny100" / "codebook_64_0.npy", folder / "codebook_64_0.npy")
+    code = main(["convert", "semanticodec", "--checkpoint", str(folder), "--output", str(tmp_path / "out"), "--variant", "semanticodec-tiny"])
+    assert code != 0
+    assert "decoder.ckpt is missing" in capsys.readouterr().err
