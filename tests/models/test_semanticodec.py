@@ -229,3 +229,26 @@ def test_bfloat16_load_keeps_codebooks_fp32(tiny_model, inputs, tmp_path):
     assert agreement > 0.9  # bf16 activations move a few near-tie frames
     decoded = model.decode(codes[..., :16], num_steps=1, generator=torch.Generator().manual_seed(0))
     assert decoded.values.dtype == torch.bfloat16 and torch.isfinite(decoded.values.float()).all()
+
+
+def test_forward_gives_the_diffusion_loss_and_it_trains(inputs):
+    torch.manual_seed(0)
+    model = create_model("semanticodec-tiny").train()
+    audio = torch.from_numpy(inputs["short"])[None, None]
+    batch = torch.cat([audio, 0.5 * audio])
+    padding_mask = torch.ones(2, batch.shape[-1], dtype=torch.long)
+    padding_mask[1, 20000:] = 0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=3e-3)
+    history = []
+    for _ in range(12):
+        output = model(batch, padding_mask=padding_mask, generator=torch.Generator().manual_seed(0))
+        assert set(output.losses) == {"commitment", "diffusion"}
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        history.append(output.losses["diffusion"].item())
+    assert history[-1] < 0.7 * history[0]  # same timesteps and noise each step: the UNet fits them
+    assert model.encoder.acoustic_proj.weight.grad.abs().sum() > 0  # through the straight-through VQ
+    assert model.decoder.vae.encoder.conv_in.weight.grad is None  # AudioLDM's VAE stays frozen
+    assert output.codes.shape == (2, 2, 144)

@@ -40,6 +40,8 @@ class SemantiCodecConfig(ModalTokenizerConfig):
         LayerNorm applied after every block past `audiomae_contextual_depth` (blocks 9-11 of 12).
     lstm_num_layers: depth of the bidirectional acoustic LSTM; None picks the release's (4, 3, 2
         for 100, 50, 25 tokens/s).
+    condition_dropout: share of training items whose diffusion conditioning is replaced by the
+        unconditional one (classifier-free guidance; AudioLDM's 0.1).
     decoder: the latent-diffusion decoder's own config (a JSON dict from
         `decoder_semanticodec.released_decoder_config`); None builds an encoder-only model.
     """
@@ -62,6 +64,7 @@ class SemantiCodecConfig(ModalTokenizerConfig):
     audiomae_contextual_depth: int = 8
     audiomae_layer_norm_eps: float = 1e-6
     lstm_num_layers: int | None = None
+    condition_dropout: float = 0.1
     decoder: dict[str, Any] | None = None
 
     def __post_init__(self, **kwargs):
@@ -69,6 +72,8 @@ class SemantiCodecConfig(ModalTokenizerConfig):
             raise ValueError(f"tokens_per_second must be one of {sorted(PATCH_STACKS)}, got {self.tokens_per_second}")
         if self.sampling_rate != 16000:
             raise ValueError(f"SemantiCodec's front end is fixed at 16000 Hz, got sampling_rate={self.sampling_rate}")
+        if not 0.0 <= self.condition_dropout <= 1.0:
+            raise ValueError(f"condition_dropout must lie in [0, 1], got {self.condition_dropout}")
         if self.lstm_num_layers is None:
             self.lstm_num_layers = RELEASED_LSTM_LAYERS[self.tokens_per_second]
         time_stack, frequency_stack = PATCH_STACKS[self.tokens_per_second]

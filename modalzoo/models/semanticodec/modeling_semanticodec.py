@@ -21,7 +21,7 @@ from ...modeling_utils import DecoderOutput, EncoderOutput, ModalTokenizer, Toke
 from .configuration_semanticodec import MEL_FRAME_SHIFT_SAMPLES, SemantiCodecConfig
 from .decoder_semanticodec import SemantiCodecDecoder, _sinusoidal_positions
 from .encoder_semanticodec import AudioMAEEncoder, SemantiCodecEncoder, mark_out_padding
-from .processing_semanticodec import batch_fbank, num_segments
+from .processing_semanticodec import audioldm_log_mel, batch_fbank, num_segments
 
 
 class SemantiCodecModel(ModalTokenizer):
@@ -42,6 +42,9 @@ class SemantiCodecModel(ModalTokenizer):
                     f"the decoder renders {self.decoder.samples_per_frame} samples per frame but the encoder's hop is "
                     f"{config.hop_length} ({config.tokens_per_second} tokens/s): use the decoder config of that token rate"
                 )
+            # frozen in SemantiCodec's training (AudioLDM's VAE and HiFi-GAN)
+            self.decoder.vae.requires_grad_(False)
+            self.decoder.vocoder.requires_grad_(False)
         self.post_init()
 
     def _init_family_weights(self, module) -> None:
@@ -185,11 +188,63 @@ class SemantiCodecModel(ModalTokenizer):
         input_values: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
         input_features: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> TokenizerOutput:
-        """Runs the encoder with the acoustic codebook in training mode (EMA updates) and returns
-        its `commitment` term (weight `commitment_weight`, as the original's VectorQuantize)."""
+        """Encodes with the acoustic codebook in training mode (EMA updates) and returns the terms
+        the paper trains the acoustic encoder and the diffusion UNet with, jointly:
+
+        * `commitment`: the acoustic VectorQuantize's loss (already weighted by `commitment_weight`);
+        * `diffusion` (with `input_values` and a decoder): MSE of the UNet's v-prediction on the
+          first decoder window, i.e. `q_sample` / `get_v` of the original's DDPM on the frozen VAE's
+          latent of the window's log-mel (`audioldm_log_mel`), at a uniform timestep, with the
+          conditioning replaced by the unconditional one for a `condition_dropout` share of the
+          items (classifier-free guidance). The original releases no training code: the mel
+          settings and the dropout rate are AudioLDM's.
+        """
         lengths, features = self._lengths_and_features(input_values, padding_mask, input_features)
-        semantic, acoustic, _ = self._encode_segments(features)
+        semantic, acoustic, real_frames = self._encode_segments(features)
+        batch = len(lengths)
         codes = torch.stack([semantic, acoustic.codes[:, 0]], dim=1)
+        codes = codes.reshape(batch, -1, 2, codes.shape[-1]).permute(0, 2, 1, 3).reshape(batch, 2, -1)
         losses = {"commitment": acoustic.loss}
-        return TokenizerOutput(loss=acoustic.loss, losses=losses, codes=codes)
+        if self.decoder is not None and input_values is not None:
+            centroids = self.encoder.semantic_quantizer.lookup(semantic).to(acoustic.quantized.dtype)
+            conditioning = mark_out_padding(torch.cat([acoustic.quantized, centroids], dim=-1), real_frames, self.config.segment_frames)
+            conditioning = conditioning.reshape(batch, -1, conditioning.shape[-1])
+            losses["diffusion"] = self._diffusion_loss(conditioning, input_values, lengths, generator)
+        loss = sum(losses.values())
+        return TokenizerOutput(loss=loss, losses=losses, codes=codes[..., : max(self.num_frames(n) for n in lengths)])
+
+    def _diffusion_loss(self, conditioning, input_values, lengths, generator) -> torch.Tensor:
+        decoder = self.decoder
+        window_frames, window_samples = decoder.window_frames, decoder.window_samples
+        pad_value = float(decoder.config["pad_value"])
+        # the first window, frames past each item's end given as padding (as `decode` does)
+        frames = torch.tensor([self.num_frames(n) for n in lengths], device=conditioning.device)
+        window = conditioning[:, :window_frames]
+        window = torch.nn.functional.pad(window, (0, 0, 0, window_frames - window.shape[1]), value=pad_value)
+        beyond = torch.arange(window_frames, device=window.device)[None] >= frames[:, None]
+        window = window.masked_fill(beyond[..., None], pad_value)
+
+        audio = input_values[:, 0, :window_samples].float()
+        audio = audio * (torch.arange(audio.shape[-1], device=audio.device)[None] < torch.tensor(lengths, device=audio.device)[:, None])
+        audio = torch.nn.functional.pad(audio, (0, window_samples - audio.shape[-1]))
+        mel_bins = decoder.config["vae"]["mel_bins"]
+        mel_frames = decoder.latent_shape[1] * (2 ** (len(decoder.config["vae"]["ch_mult"]) - 1))
+        mel = audioldm_log_mel(audio, n_mels=mel_bins)[:, :mel_frames]
+        mel = torch.nn.functional.pad(mel, (0, 0, 0, mel_frames - mel.shape[1]))
+        vae_dtype = decoder.vae.dtype
+        with torch.no_grad():  # the VAE is frozen (AudioLDM's)
+            posterior = decoder.vae.encode(mel[:, None].to(vae_dtype)).latent_dist
+            latents = posterior.sample(generator=generator) * decoder.scale_factor
+
+        timesteps = torch.randint(0, len(decoder.alphas_cumprod), (latents.shape[0],), generator=generator).to(latents.device)
+        noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
+        alpha = decoder.alphas_cumprod[timesteps].to(latents.dtype).view(-1, 1, 1, 1)
+        noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+        target = alpha.sqrt() * noise - (1 - alpha).sqrt() * latents
+        context, unconditional = decoder.context(window.to(vae_dtype))
+        dropped = torch.rand(latents.shape[0], generator=generator).to(latents.device) < self.config.condition_dropout
+        context = torch.where(dropped[:, None, None], unconditional, context)
+        prediction = decoder.unet(noisy, timesteps, encoder_hidden_states=context, return_dict=False)[0]
+        return torch.nn.functional.mse_loss(prediction.float(), target.float())

@@ -3,6 +3,8 @@ filterbank in 10.24 s segments (`input_features`), plus `input_values` and `padd
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -78,3 +80,24 @@ class SemantiCodecFeatureExtractor(ModalAudioFeatureExtractor):
         features = batch_fbank(batch["input_values"], lengths)
         data = {"input_values": batch["input_values"], "padding_mask": batch["padding_mask"], "input_features": features}
         return BatchFeature(data, tensor_type=return_tensors)
+
+
+@functools.lru_cache(maxsize=4)
+def _slaney_mel_filterbank(n_fft: int, n_mels: int, sampling_rate: int, f_max: float) -> torch.Tensor:
+    return torchaudio.functional.melscale_fbanks(
+        n_fft // 2 + 1, f_min=0.0, f_max=f_max, n_mels=n_mels, sample_rate=sampling_rate, norm="slaney", mel_scale="slaney"
+    )
+
+
+def audioldm_log_mel(
+    audio: torch.Tensor, *, n_mels: int = 64, sampling_rate: int = 16000, n_fft: int = 1024, hop_length: int = 160, f_max: float = 8000.0
+) -> torch.Tensor:
+    """`[B, T]` audio -> `[B, T // hop + 1, n_mels]`: the log-mel the decoder's VAE reads, as the
+    original's `TacotronSTFT.mel_spectrogram` computes it (Hann-windowed magnitude STFT on the
+    reflect-padded signal, librosa's Slaney mel filters, log of the energies clamped at 1e-5) with
+    AudioLDM's 16 kHz settings (1024 / 160 / 1024, 0-8 kHz)."""
+    window = torch.hann_window(n_fft, device=audio.device, dtype=torch.float32)
+    spectrum = torch.stft(audio.float(), n_fft, hop_length, window=window, center=True, pad_mode="reflect", return_complex=True).abs()
+    filterbank = _slaney_mel_filterbank(n_fft, n_mels, sampling_rate, f_max).to(audio.device)
+    mel = torch.matmul(spectrum.transpose(1, 2), filterbank)
+    return torch.log(mel.clamp(min=1e-5))
