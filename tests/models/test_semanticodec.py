@@ -7,6 +7,7 @@ tests/conversion/test_semanticodec_conversion.py."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,15 @@ def test_forward_gives_the_diffusion_loss_and_it_trains(inputs):
     assert model.encoder.acoustic_proj.weight.grad.abs().sum() > 0  # through the straight-through VQ
     assert model.decoder.vae.encoder.conv_in.weight.grad is None  # AudioLDM's VAE stays frozen
     assert output.codes.shape == (2, 2, 144)
+
+
+def test_tiny_recipe_trains_through_the_shared_trainer(tmp_path):
+    from modalzoo.training import Trainer, load_recipe
+
+    recipe = load_recipe("semanticodec_tiny", ["data.batch_size=2", "log_with=[csv]", f"output_dir={tmp_path}"])
+    trainer = Trainer(recipe, resume=False)
+    logs = [trainer.train_step() for _ in range(2)]
+    assert trainer.loss_weights == {"diffusion": 1.0, "commitment": 1.0}
+    assert all(math.isfinite(float(entry[name])) for entry in logs for name in ("diffusion", "commitment", "loss"))
+    frozen = trainer.model.encoder.audiomae.patch_embed.proj.weight
+    assert not frozen.requires_grad and frozen.grad is None

@@ -207,15 +207,19 @@ class SemantiCodecModel(ModalTokenizer):
         codes = torch.stack([semantic, acoustic.codes[:, 0]], dim=1)
         codes = codes.reshape(batch, -1, 2, codes.shape[-1]).permute(0, 2, 1, 3).reshape(batch, 2, -1)
         losses = {"commitment": acoustic.loss}
+        values = None
         if self.decoder is not None and input_values is not None:
             centroids = self.encoder.semantic_quantizer.lookup(semantic).to(acoustic.quantized.dtype)
             conditioning = mark_out_padding(torch.cat([acoustic.quantized, centroids], dim=-1), real_frames, self.config.segment_frames)
             conditioning = conditioning.reshape(batch, -1, conditioning.shape[-1])
-            losses["diffusion"] = self._diffusion_loss(conditioning, input_values, lengths, generator)
+            losses["diffusion"], values = self._diffusion_loss(conditioning, input_values, lengths, generator)
         loss = sum(losses.values())
-        return TokenizerOutput(loss=loss, losses=losses, codes=codes[..., : max(self.num_frames(n) for n in lengths)])
+        codes = codes[..., : max(self.num_frames(n) for n in lengths)]
+        return TokenizerOutput(loss=loss, losses=losses, codes=codes, values=values)
 
-    def _diffusion_loss(self, conditioning, input_values, lengths, generator) -> torch.Tensor:
+    def _diffusion_loss(self, conditioning, input_values, lengths, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the v-prediction MSE, the one-step clean estimate of the window as audio `[B, 1, T]`,
+        detached: what the trainer logs and shows as a training-time reconstruction)."""
         decoder = self.decoder
         window_frames, window_samples = decoder.window_frames, decoder.window_samples
         pad_value = float(decoder.config["pad_value"])
@@ -247,4 +251,9 @@ class SemantiCodecModel(ModalTokenizer):
         dropped = torch.rand(latents.shape[0], generator=generator).to(latents.device) < self.config.condition_dropout
         context = torch.where(dropped[:, None, None], unconditional, context)
         prediction = decoder.unet(noisy, timesteps, encoder_hidden_states=context, return_dict=False)[0]
-        return torch.nn.functional.mse_loss(prediction.float(), target.float())
+        loss = torch.nn.functional.mse_loss(prediction.float(), target.float())
+        with torch.no_grad():  # x0 = sqrt(a) x_t - sqrt(1 - a) v (`predict_start_from_z_and_v`)
+            estimate = decoder.latents_to_waveform(alpha.sqrt() * noisy - (1 - alpha).sqrt() * prediction.detach())
+        estimate = estimate.reshape(estimate.shape[0], 1, -1)[..., : input_values.shape[-1]]
+        values = torch.nn.functional.pad(estimate, (0, input_values.shape[-1] - estimate.shape[-1])).to(input_values.dtype)
+        return loss, values
