@@ -4,6 +4,7 @@ tests/fixtures/semanticodec/decoder/ (see its README)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from pathlib import Path
@@ -162,6 +163,28 @@ def test_guidance_uses_the_features(tiny_decoder):
     assert not torch.allclose(sample(features, 2.0), sample(features * 0.5, 2.0))
     # guidance 1.0 is the conditional prediction alone; 2.0 extrapolates away from the zero context
     assert not torch.allclose(sample(features, 1.0), sample(features, 2.0))
+
+
+def test_key_value_cache_changes_nothing_and_is_emptied(tiny_decoder, monkeypatch):
+    features, noise = torch.randn(2, 16, 24), torch.randn(2, *tiny_decoder.latent_shape)
+    sample = lambda: tiny_decoder.sample_latents(features, num_steps=4, guidance_scale=2.0, eta=0.0, initial_noise=noise)
+    processors = tiny_decoder.unet.attn_processors
+    to_k = [tiny_decoder.unet.get_submodule(n.removesuffix(".processor")).to_k for n, p in processors.items() if p in tiny_decoder._kv_caches]
+    assert to_k, "the cross-attention layers must use the caching processor"
+    projections = []
+    handles = [m.register_forward_hook(lambda *_: projections.append(1)) for m in to_k]
+    try:
+        cached = sample()
+        assert len(projections) == len(to_k)  # the context is projected once for all 4 steps
+        assert all(cache.source is None and not cache.caching for cache in tiny_decoder._kv_caches)
+        monkeypatch.setattr(type(tiny_decoder), "cached_context", lambda self: contextlib.nullcontext())
+        projections.clear()
+        plain = sample()
+        assert len(projections) == 4 * len(to_k)
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(cached, plain, rtol=0, atol=1e-6)
 
 
 def test_bad_inputs_are_refused(tiny_decoder):

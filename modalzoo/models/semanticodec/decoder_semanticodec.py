@@ -257,8 +257,8 @@ class SemantiCodecDecoder(nn.Module):
         for name in self.unet.attn_processors:
             module = self.unet.get_submodule(name.removesuffix(".processor"))
             processors[name] = CrossAttentionKVCache() if module.is_cross_attention else AttnProcessor2_0()
-        self.unet.set_attn_processor(processors)
         self._kv_caches = [p for p in processors.values() if isinstance(p, CrossAttentionKVCache)]
+        self.unet.set_attn_processor(processors)  # (empties `processors`)
 
     @contextlib.contextmanager
     def cached_context(self):
