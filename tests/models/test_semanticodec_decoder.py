@@ -124,6 +124,23 @@ def test_windowed_decode_matches_original_decode_with_same_seed(parity_decoder):
     torch.testing.assert_close(wav, expected, rtol=0, atol=1e-4)
 
 
+def test_last_window_is_vocoded_only_to_the_items_end(parity_decoder):
+    """The released HiFi-GAN (in the parity decoder) on a 160-frame mel: an item ending after 20
+    feature frames (6400 samples) needs 40 mel frames; 40 + the margin are vocoded, not 160."""
+    mel = fixture("vocoder_mel")[0, 0].repeat(7, 1)[:160] + 0.1 * torch.randn(160, 64, generator=torch.Generator().manual_seed(0))
+    calls = []
+    hook = parity_decoder.vocoder.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            (trimmed,) = parity_decoder.vocode_windows([mel], owners=[0], lengths=[20], chunk=1)
+            whole = parity_decoder.vocoder(mel[None])[0]
+    finally:
+        hook.remove()
+    assert calls == [40 + 64, 160]
+    assert trimmed.shape[0] == parity_decoder.vocoder_length(104) and whole.shape[0] == parity_decoder.vocoder_length(160)
+    torch.testing.assert_close(trimmed[:6400], whole[:6400], rtol=0, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny_decoder():
     torch.manual_seed(0)

@@ -44,6 +44,7 @@ from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 __all__ = ["SemantiCodecDecoder", "released_decoder_config", "tiny_decoder_config"]
 
 _RELEASED_FEATURE_DIM = {100: 1536, 50: 3072, 25: 6144}
+VOCODER_MARGIN_FRAMES = 64
 
 
 def released_decoder_config(token_rate: int) -> dict:
@@ -359,6 +360,39 @@ class SemantiCodecDecoder(nn.Module):
             out = torch.cat([out[..., :-n], mixed, window[..., n:]], -1)
         return out
 
+    def vocoder_length(self, mel_frames: int) -> int:
+        """Samples HiFi-GAN makes from `mel_frames` (each transposed conv: (L - 1) u - 2p + k)."""
+        length = mel_frames
+        for u, k in zip(self.config["vocoder"]["upsample_rates"], self.config["vocoder"]["upsample_kernel_sizes"]):
+            length = (length - 1) * u - 2 * ((k - u) // 2) + k
+        return length
+
+    def vocode_windows(self, mels: list[torch.Tensor], owners: list[int], lengths: list[int], chunk: int) -> list[torch.Tensor]:
+        """HiFi-GAN on each window's mel `[T, F]`. The original vocodes every window whole and then
+        cuts the joined audio at the item's end; the vocoder is convolutional, so each item's last
+        window is vocoded only up to that end plus `VOCODER_MARGIN_FRAMES` (over twice the released
+        HiFi-GAN's ~22-frame receptive field): the kept samples are the same, the cut ones are never
+        computed (most of a short clip's only window)."""
+        full = mels[0].shape[0]
+        window_samples = self.vocoder_length(full)
+        keep = [full] * len(mels)
+        for item, length in enumerate(lengths):
+            mine = [i for i, owner in enumerate(owners) if owner == item]
+            offset = (len(mine) - 1) * (window_samples - self.overlap_samples)  # where the last window starts
+            needed = max(length * self.samples_per_frame - offset, self.overlap_samples + 1)
+            frames = math.ceil(needed / math.prod(self.config["vocoder"]["upsample_rates"])) + VOCODER_MARGIN_FRAMES
+            keep[mine[-1]] = min(full, frames)
+        audio: list[torch.Tensor | None] = [None] * len(mels)
+        whole = [i for i in range(len(mels)) if keep[i] == full]
+        for begin in range(0, len(whole), chunk):
+            group = whole[begin : begin + chunk]
+            for i, waveform in zip(group, self.vocoder(torch.stack([mels[i] for i in group])).unbind(0)):
+                audio[i] = waveform
+        for i in range(len(mels)):
+            if audio[i] is None:
+                audio[i] = self.vocoder(mels[i][None, : keep[i]])[0]
+        return audio
+
     @torch.no_grad()
     def generate(self, features, *, num_steps=50, guidance_scale=2.0, generator=None, features_mask=None, eta=1.0, window_batch_size=None):
         """Decode features `[B, frames, feature_dim]` to `[B, frames * samples_per_frame]` audio.
@@ -391,10 +425,11 @@ class SemantiCodecDecoder(nn.Module):
                 owners.append(item)
         stacked = torch.stack(windows)
         chunk = window_batch_size or len(windows)
-        audio = []
+        mels = []
         for begin in range(0, len(windows), chunk):
             latents = self.sample_latents(stacked[begin : begin + chunk], num_steps=num_steps, guidance_scale=guidance_scale, generator=generator, eta=eta)
-            audio.extend(self.latents_to_waveform(latents).unbind(0))
+            mels.extend(self.vae.decode(latents / self.scale_factor, return_dict=False)[0].squeeze(1).unbind(0))
+        audio = self.vocode_windows(mels, owners, lengths, chunk)
 
         out = features.new_zeros(batch, frames * self.samples_per_frame)
         for item, length in enumerate(lengths):
