@@ -153,7 +153,8 @@ def load_original(checkout: Path, model) -> OriginalImplementation:
         return mel.squeeze(1), target_token_len
 
     @torch.inference_mode()
-    def encode(input_values: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(input_values: torch.Tensor, padding_mask: torch.Tensor | None = None, input_features=None) -> torch.Tensor:
+        # `input_features` (the processor's fbank) is not used: the original computes its own
         codes = []
         for index in range(input_values.shape[0]):
             length = input_values.shape[-1] if padding_mask is None else int(padding_mask[index].sum())
