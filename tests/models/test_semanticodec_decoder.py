@@ -211,3 +211,25 @@ def test_bad_inputs_are_refused(tiny_decoder):
         tiny_decoder.generate(torch.zeros(2, 10, 24), features_mask=torch.ones(2, 9, dtype=torch.bool))
     with pytest.raises(ValueError, match="token_rate"):
         released_decoder_config(75)
+
+
+def test_compare_original_plugin_fills_the_original_keys_with_our_tensors(parity_decoder):
+    """The bench plugin's inverse map: the original's state dict filled from ours maps back to
+    exactly our tensors (VAE attention 1x1 convolutions reshaped both ways)."""
+    from modalzoo.evaluation.originals.semanticodec import check_representable, original_decoder_state
+
+    meta = json.loads((FIXTURES / "parity.json").read_text())
+
+    class OriginalKeys:  # stands in for the original LatentDiffusion: only its state dict is read
+        def state_dict(self):
+            return {k: torch.zeros(s) for k, s in meta["state_dict"].items()}
+
+    filled = original_decoder_state(OriginalKeys(), parity_decoder)
+    assert filled["first_stage_model.decoder.mid.attn_1.q.weight"].dim() == 4
+    assert filled["logvar"].abs().max() == 0  # dropped keys keep the original's own values
+    back, _ = map_decoder_state_dict(filled)
+    ours = parity_decoder.state_dict()
+    assert all(torch.equal(back[k], ours[k]) for k in back if k not in ("vocoder.mean", "vocoder.scale"))
+    check_representable(parity_decoder.config)
+    with pytest.raises(ValueError, match="192-d x 512 position embedding"):
+        check_representable(tiny_decoder_config(16))
