@@ -190,6 +190,13 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import format_report, run_demo
+
+    print(format_report(run_demo(args.output)))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .evaluation.benchmark import BenchSettings, default_models, render_markdown, run_benchmark, write_outputs
 
@@ -281,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--decode-option", action="append", metavar="KEY=VALUE")
     evaluate.add_argument("--output", help="result JSON (default: eval_results/<model>-<data>.json)")
     evaluate.set_defaults(run=cmd_eval)
+
+    demo = commands.add_parser("demo", help="the shipped default tokenizers on a bundled photo and speech clip (offline)")
+    demo.add_argument("--output", default="modalzoo_demo", help="folder for reconstructions, figure and summary")
+    demo.set_defaults(run=cmd_demo)
 
     bench = commands.add_parser("bench", help="encode/decode latency, throughput and memory across families")
     bench.add_argument("--families", help="comma-separated families (default: all)")

@@ -13,6 +13,23 @@
   after k-means and dead-code restarts; here its EMA update is made to all-reduce the batch
   counts and sums first, so every rank applies the global batch's update (the same update one
   process with the whole batch applies).
+* Dead codes: EnCodec's `expire_codes_` (copied by WavTokenizer, X-Codec, SpeechTokenizer and
+  DM-Codec, and reproduced by modalzoo's `EuclideanCodebook`) writes batch vectors into `embed`
+  and then, in the same step, the EMA update overwrites every row of `embed` with
+  `embed_avg / cluster_size`: the restart has no effect. At scale k-means on a big first batch
+  hides this; on a small model the encoder's features drift by more than their spread within a
+  few steps (lr 1e-3: the whole cloud moves by ~0.5 while frames differ by ~0.003), every frame
+  lands on the one code nearest the new cloud, and with no working restart the codebook never
+  follows: one code for everything. `restart_dead_codes` (recipe `codebook_restarts: true`)
+  makes restarts take effect as vector-quantize-pytorch does: a restarted code gets the batch
+  vector in `embed`, `threshold x vector` in `embed_avg` and `threshold` in `cluster_size`.
+* Learned code tables (`EmbeddingVectorQuantizer`: TiTok, One-D-Piece) have no restarts at all.
+  Trained from scratch (TiTok's recipes start from proxy codes or a pretrained stage instead),
+  a small TiTok's latent tokens come out of the encoder 25x more alike across images than across
+  positions, so every image gets the same codes and the decoder learns the mean image.
+  `LearnedCodeRestarts` (the same recipe flag) keeps a usage EMA per code and replaces codes
+  used less than `codebook_restart_threshold` times per step (EMA) with encoder outputs of the
+  current batch; all codes start unused, so the first step seeds the table from data.
 """
 
 from __future__ import annotations
@@ -122,3 +139,93 @@ def codebooks_in_sync(model: nn.Module) -> bool:
             if same.item() < 1:
                 return False
     return True
+
+
+# ----- dead-code restarts that take effect ----------------------------------------------------------------
+def _effective_expire_(codebook, flat: torch.Tensor) -> None:
+    """`EuclideanCodebook._expire_dead_codes_`, with the EMA statistics of restarted codes reset
+    so that the update that follows keeps the new vectors (see the module docstring)."""
+    from modalzoo.quantizers.euclidean_codebook import _broadcast_from_rank0, _sample_rows
+
+    threshold = codebook.threshold_ema_dead_code
+    if threshold <= 0:
+        return
+    with torch.no_grad():
+        dead = codebook.cluster_size < threshold
+        if not dead.any():
+            return
+        samples = _sample_rows(flat, codebook.codebook_size)
+        codebook.embed.copy_(torch.where(dead[:, None], samples, codebook.embed))
+        codebook.embed_avg.copy_(torch.where(dead[:, None], samples * threshold, codebook.embed_avg))
+        codebook.cluster_size.copy_(torch.where(dead, torch.full_like(codebook.cluster_size, threshold), codebook.cluster_size))
+        _broadcast_from_rank0([codebook.embed, codebook.embed_avg, codebook.cluster_size])
+
+
+def restart_dead_codes(model: nn.Module) -> int:
+    """Makes the dead-code restarts of every modalzoo `EuclideanCodebook` in `model` take effect
+    (training only: inference never restarts). Returns the number of codebooks changed."""
+    changed = 0
+    for module in model.modules():
+        if type(module).__name__ == "EuclideanCodebook" and type(module).__module__.startswith("modalzoo.quantizers"):
+            if not hasattr(module, "_expire_dead_codes_"):
+                raise RuntimeError("modalzoo EuclideanCodebook changed (no _expire_dead_codes_); update training/codebooks.py")
+            module._expire_dead_codes_ = functools.partial(_effective_expire_, module)
+            changed += 1
+    return changed
+
+
+class LearnedCodeRestarts:
+    """Usage-driven restarts of gradient-learned code tables (see the module docstring).
+    `state_dict()` / `load_state_dict()` carry the usage statistics through checkpoints."""
+
+    def __init__(self, model: nn.Module, *, threshold: float, decay: float = 0.99, restart_usage: float = 1.0):
+        self.threshold, self.decay, self.restart_usage = threshold, decay, restart_usage
+        self.usage: dict[str, torch.Tensor] = {}
+        self.restarted = 0  # codes restarted so far (for logs and tests)
+        for name, module in quantizer_modules(model):
+            if type(module).__name__ != "EmbeddingVectorQuantizer":
+                continue
+            self.usage[name] = torch.zeros(module.codebook_size, device=module.codebook.weight.device)
+            original = module.forward
+
+            @functools.wraps(original)
+            def forward(z, *args, __original=original, __name=name, __module=module, **kwargs):
+                output = __original(z, *args, **kwargs)
+                if __module.training:
+                    self._update(__name, __module, z, output.codes)
+                return output
+
+            module.forward = forward
+
+    def __len__(self) -> int:
+        return len(self.usage)
+
+    @torch.no_grad()
+    def _update(self, name: str, module: nn.Module, z: torch.Tensor, codes: torch.Tensor) -> None:
+        from modalzoo.quantizers.euclidean_codebook import _broadcast_from_rank0, _sample_rows
+
+        counts = torch.bincount(codes.reshape(-1), minlength=module.codebook_size).float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+            counts /= torch.distributed.get_world_size()
+        usage = self.usage[name]
+        usage.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        dead = usage < self.threshold
+        if not dead.any():
+            return
+        flat = z.detach().reshape(-1, module.dim).float()
+        if module.use_l2_norm:
+            flat = F.normalize(flat, dim=-1)
+        weight = module.codebook.weight
+        weight.copy_(torch.where(dead[:, None], _sample_rows(flat, module.codebook_size).to(weight.dtype), weight))
+        _broadcast_from_rank0([weight])
+        usage.masked_fill_(dead, self.restart_usage)
+        self.restarted += int(dead.sum())
+
+    def state_dict(self) -> dict:
+        return {"usage": {k: v.clone() for k, v in self.usage.items()}, "restarted": self.restarted}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state["usage"].items():
+            self.usage[name].copy_(value)
+        self.restarted = state["restarted"]

@@ -122,6 +122,10 @@ class TrainConfig:
     output_dir: str = "runs/train"
     seed: int = 0
     compile: bool = False
+    # dead-code restarts that take effect (EMA codebooks) or exist (learned code tables): see
+    # training/codebooks.py; the threshold is for learned tables, in uses per step (EMA 0.99)
+    codebook_restarts: bool = False
+    codebook_restart_threshold: float = 0.05
     cpu: bool = False  # force CPU even where CUDA is available
     log_with: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
     num_samples: int = 4  # reconstructions saved at each evaluation

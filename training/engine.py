@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
-from .codebooks import run_quantizers_in_fp32, synchronise_codebooks
+from .codebooks import LearnedCodeRestarts, restart_dead_codes, run_quantizers_in_fp32, synchronise_codebooks
 from .config import TrainConfig
 from .data import DataPosition, TrainBatches, build_transform, evaluation_batch, load_source
 from .discriminators import create_discriminator
@@ -123,6 +123,12 @@ class Trainer:
         model.to(self.device)
         self.ema = ModelEMA(model, decay=config.ema_decay, start_step=config.ema_start) if config.ema_decay else None
         self.fp32_quantizers = run_quantizers_in_fp32(model, self.device_type)
+        self.code_restarts = None
+        if config.codebook_restarts:
+            # after the EMA copy (which must not restart) and around the fp32 wrapper
+            self.code_restarts = LearnedCodeRestarts(model, threshold=config.codebook_restart_threshold)
+            if not restart_dead_codes(model) and not len(self.code_restarts):
+                raise ValueError(f"recipe: codebook_restarts is set but {type(model).__name__} has no codebook it applies to")
         self.model = model
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = _adamw(trainable, config.optim)
@@ -215,6 +221,8 @@ class Trainer:
             self.disc_scheduler.load_state_dict(state["disc_scheduler"])
             self.disc_scaler.load_state_dict(state["disc_scaler"])
             self.lecam.load_state_dict(state["lecam"])
+        if self.code_restarts is not None:
+            self.code_restarts.load_state_dict(state["code_restarts"])
         self.step = state["step"]
         self.position.epoch, self.position.batches = state["data_position"]["epoch"], state["data_position"]["batches"]
         self.loss_weights = state.get("loss_weights")
@@ -251,6 +259,8 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.code_restarts is not None:
+            state["code_restarts"] = self.code_restarts.state_dict()
         if self.discriminator is not None:
             state.update(
                 discriminator=self.discriminator.state_dict(),
