@@ -134,6 +134,10 @@ def example_inputs(model, processor, batch_size: int, audio_seconds: float) -> t
         clip = (0.3 * np.sin(2 * np.pi * 220.0 * time_axis) + 0.05 * generator.standard_normal(samples)).astype(np.float32)
         inputs = dict(processor([clip] * batch_size, sampling_rate=rate, return_tensors="pt"))
         return inputs, samples / rate
+    if model.modality == "3d":  # points + normals on a unit sphere, at the model's point count
+        directions = generator.standard_normal((int(model.config.num_points), 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        return dict(processor(points=[directions] * batch_size, normals=[directions] * batch_size, return_tensors="pt")), None
     raise ValueError(f"the benchmark has no example input for modality {model.modality!r} yet")
 
 

@@ -39,6 +39,7 @@ SMALL = {
     "upsampler_channels": 32,
     "mlp_hidden_size": 64,
     "mlp_layers": 3,
+    "query_fourier_bands": 6,
     "mlp_ratio": 2.0,
     "grid_resolution": 64,
     "num_near_queries": 2048,

@@ -42,6 +42,9 @@ class VATConfig(ModalTokenizerConfig):
             (a power-of-two ratio); triplane_channels: features per plane at `triplane_res`.
         upsampler_channels: width of the CNN upsampler.
         mlp_hidden_size / mlp_layers: the occupancy head.
+        query_fourier_bands: when > 0 the head also reads the query's Fourier-embedded xyz next to
+            the three plane features (as Convolutional Occupancy Networks' decoder does); 0: plane
+            features only.
         grid_resolution: default occupancy grid side that `decode` returns.
         num_near_queries / num_uniform_queries: training queries per shape the processor samples
             near the surface and uniformly in the cube.
@@ -73,6 +76,7 @@ class VATConfig(ModalTokenizerConfig):
     upsampler_channels: int = 128
     mlp_hidden_size: int = 128
     mlp_layers: int = 4
+    query_fourier_bands: int = 0
     mlp_ratio: float = 4.0
     grid_resolution: int = 128
     num_near_queries: int = 4096

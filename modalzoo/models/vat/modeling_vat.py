@@ -121,8 +121,10 @@ class VATDecoder(nn.Module):
         self.to_planes = nn.Linear(width, config.upsampler_channels)
         stages = int(math.log2(config.triplane_res // config.triplane_low_res))
         self.upsampler = TriplaneUpsampler(config.upsampler_channels, config.upsampler_channels, config.triplane_channels, stages)
+        # as in Convolutional Occupancy Networks' decoder, the head also sees the query position
+        self.query_embedding = FourierEmbedding(config.query_fourier_bands) if config.query_fourier_bands else None
         layers: list[nn.Module] = []
-        features = 3 * config.triplane_channels
+        features = 3 * config.triplane_channels + (self.query_embedding.out_features if self.query_embedding else 0)
         for _ in range(config.mlp_layers - 1):
             layers += [nn.Linear(features, config.mlp_hidden_size), nn.SiLU()]
             features = config.mlp_hidden_size
@@ -147,6 +149,8 @@ class VATDecoder(nn.Module):
             grid = queries[..., list(axes)].unsqueeze(1).to(plane.dtype)
             sampled = F.grid_sample(plane, grid, mode="bilinear", padding_mode="border", align_corners=False)
             features.append(sampled[:, :, 0].transpose(1, 2))
+        if self.query_embedding is not None:
+            features.append(self.query_embedding(queries).to(features[0].dtype))
         return self.occupancy_head(torch.cat(features, dim=-1)).squeeze(-1)
 
 
