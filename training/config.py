@@ -18,7 +18,7 @@ import yaml
 
 AMP_MODES = ("none", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "linear")
-GAN_LOSSES = ("hinge", "ls", "vanilla")
+GAN_LOSSES = ("hinge", "hinge_relu", "ls", "vanilla")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Adversarial losses shared by the families: discriminator and generator sides of the hinge,
+"""Adversarial losses shared by the families: discriminator and generator sides of the hinge
+(VQGAN: the generator minimises -D(G(z)); `hinge_relu`, Vocos / WavTokenizer: relu(1 - D(G(z)))),
 least-squares and non-saturating GAN losses, feature matching, LeCam regularisation and the
 VQGAN adaptive weight.
 
@@ -19,6 +20,8 @@ def discriminator_loss(kind: str, real_logits: list[torch.Tensor], fake_logits: 
         real, fake = real.float(), fake.float()
         if kind == "hinge":
             total = total + 0.5 * (F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean())
+        elif kind == "hinge_relu":
+            total = total + F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
         elif kind == "ls":
             total = total + ((1.0 - real) ** 2).mean() + (fake**2).mean()
         elif kind == "vanilla":
@@ -34,6 +37,9 @@ def generator_loss(kind: str, fake_logits: list[torch.Tensor]) -> torch.Tensor:
         fake = fake.float()
         if kind == "hinge":
             total = total - fake.mean()
+        elif kind == "hinge_relu":
+            # Vocos / WavTokenizer / MelGAN: the generator's hinge stops at margin 1 as well
+            total = total + F.relu(1.0 - fake).mean()
         elif kind == "ls":
             total = total + ((1.0 - fake) ** 2).mean()
         elif kind == "vanilla":
