@@ -86,8 +86,10 @@ def test_feature_extractor_matches_the_original_filterbank(inputs):
     assert batch["padding_mask"].sum(-1).tolist() == [inputs[name].shape[0] for name in ("short", "long", "exact")]
 
 
-def test_feature_extractor_resamples_and_refuses_bad_input(speech, inputs):
-    processor = AutoFeatureExtractor.from_pretrained(_saved_processor_folder())
+def test_feature_extractor_resamples_and_refuses_bad_input(speech, inputs, tmp_path):
+    create_processor("semanticodec-tiny").save_pretrained(tmp_path)
+    create_config("semanticodec-tiny").save_pretrained(tmp_path)
+    processor = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert isinstance(processor, SemantiCodecFeatureExtractor)
     samples, rate = speech[0][0], speech[1]  # espeak-ng at 22.05 kHz: the recorded "short" input
     batch = processor(samples, sampling_rate=rate)
@@ -101,19 +103,6 @@ def test_feature_extractor_resamples_and_refuses_bad_input(speech, inputs):
         processor(np.zeros((2, 3, 400), np.float32), sampling_rate=16000)
     with pytest.raises(ValueError, match="shorter than one frame"):
         processor(np.zeros(100, np.float32), sampling_rate=16000)
-
-
-_FOLDER = {}
-
-
-def _saved_processor_folder() -> Path:
-    import tempfile
-
-    if "path" not in _FOLDER:
-        _FOLDER["path"] = Path(tempfile.mkdtemp())
-        create_processor("semanticodec-tiny").save_pretrained(_FOLDER["path"])
-        create_config("semanticodec-tiny").save_pretrained(_FOLDER["path"])
-    return _FOLDER["path"]
 
 
 @pytest.mark.parametrize("rate", [100, 50, 25])
