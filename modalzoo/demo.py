@@ -119,7 +119,10 @@ def _figure(path: Path, photo, photo_rec, psnr, speech, speech_rec, rate, score)
         axis.set_title(title)
         axis.axis("off")
     for axis, audio, title in ((axes[1, 0], speech, "speech (held out)"), (axes[1, 1], speech_rec, f"reconstruction, STOI {score:.2f}")):
-        axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap="magma")
+        with np.errstate(divide="ignore"):  # digital silence: log of 0 is drawn as the floor
+            power, _, _, image = axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap="magma")
+        top = 10 * np.log10(max(float(power.max()), 1e-20))
+        image.set_clim(top - 80, top)  # an 80 dB range: silence would otherwise stretch the scale
         axis.set_title(title)
         axis.set_xlabel("seconds")
         axis.set_ylabel("Hz")

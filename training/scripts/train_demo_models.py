@@ -141,6 +141,26 @@ def make_demo_clip(path: Path) -> None:
     espeak(path, DEMO_SENTENCE, DEMO_VOICE, DEMO_SPEED)
 
 
+SHIPPING_NOTE = """
+## This shipped default
+
+`modalzoo/pretrained/{name}`, what `modalzoo demo` runs; written by
+`python training/scripts/train_demo_models.py {kind}` (recipe `training/recipes/{recipe}.yaml`) on
+one CPU thread of a busy shared machine. Training data: {data} Held out: {held_out}
+
+A small model trained for minutes, not a release: it shows the pipeline (codes, token counts,
+decoding, metrics) end to end, offline. Expect reconstructions far from the published models'
+quality; the evaluation above is on the held-out items.
+"""
+NOTES = {
+    "titok": dict(recipe="titok_demo", data="random square crops (several scales) of scikit-image's bundled photographs "
+                  + ", ".join(TRAIN_PHOTOS) + ".", held_out=", ".join(HELD_OUT_PHOTOS) + " (the demo photograph is chelsea)."),
+    "wavtokenizer": dict(recipe="wavtokenizer_demo", data=f"{len(SENTENCES)} sentences by espeak-ng in {len(VOICES)} voices and "
+                         "the recorded voices of alsa-utils' channel-test clips.",
+                         held_out=f"{len(HELD_OUT_SENTENCES)} sentences (the demo clip says one of them) and alsa's Front_Center.wav."),
+}
+
+
 def train_and_ship(recipe: str, name: str, overrides: list[str]) -> Path:
     import torch
 
@@ -155,6 +175,10 @@ def train_and_ship(recipe: str, name: str, overrides: list[str]) -> Path:
     for file in final.iterdir():
         if file.suffix in (".json", ".safetensors", ".md", ".yaml"):
             shutil.copy(file, target / file.name)
+    kind = name.split("_")[0]
+    with open(target / "README.md", "a") as card:
+        card.write(SHIPPING_NOTE.format(name=name, kind=kind, **NOTES[kind]))
+    (target / "__init__.py").write_text(f'"""Shipped model folder `{name}` (a package so that wheels include its files)."""\n')
     print(f"shipped {final} -> {target}")
     return target
 
