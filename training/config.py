@@ -95,6 +95,17 @@ class DiscriminatorSection:
 
 
 @dataclass
+class PerceptualSection:
+    """TiTok / MaskGIT's ConvNeXt-S perceptual term (`modalzoo.training.perceptual`), weighted
+    by `loss_weights.perceptual`; images only. `weights`: a state-dict file (default: the local
+    torch hub cache; nothing is downloaded); `pretrained: false` only for tests."""
+
+    name: str = "convnext_s"
+    weights: str | None = None
+    pretrained: bool = True
+
+
+@dataclass
 class DistributedSection:
     strategy: str = "ddp"  # ddp | fsdp (fsdp only on GPUs)
     find_unused_parameters: bool = False
@@ -108,6 +119,7 @@ class TrainConfig:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     loss_weights: dict[str, float] = field(default_factory=dict)
     discriminator: DiscriminatorSection | None = None
+    perceptual: PerceptualSection | None = None
     distributed: DistributedSection = field(default_factory=DistributedSection)
     amp: str = "none"
     grad_accum: int = 1
@@ -147,6 +159,8 @@ class TrainConfig:
                 raise ValueError(f"recipe: {name}.name must be one of {SCHEDULES}, got {schedule.name!r}")
         if self.discriminator is not None and self.discriminator.loss not in GAN_LOSSES:
             raise ValueError(f"recipe: discriminator.loss must be one of {GAN_LOSSES}, got {self.discriminator.loss!r}")
+        if self.perceptual is not None and self.perceptual.name != "convnext_s":
+            raise ValueError(f"recipe: perceptual.name must be convnext_s, got {self.perceptual.name!r}")
         if self.distributed.strategy not in ("ddp", "fsdp"):
             raise ValueError(f"recipe: distributed.strategy must be ddp or fsdp, got {self.distributed.strategy!r}")
         for key in ("grad_accum", "steps"):
@@ -191,6 +205,7 @@ _SECTIONS = {
     (TrainConfig, "schedule"): ScheduleSection,
     (TrainConfig, "discriminator"): DiscriminatorSection,
     (TrainConfig, "distributed"): DistributedSection,
+    (TrainConfig, "perceptual"): PerceptualSection,
     (DiscriminatorSection, "optim"): OptimSection,
     (DiscriminatorSection, "schedule"): ScheduleSection,
 }

@@ -32,7 +32,7 @@ from .losses import LeCamEMA, adaptive_weight, discriminator_loss, feature_match
 from .reporting import MetricsLog, evaluate, save_final, save_samples
 from .schedules import build_scheduler
 
-ENGINE_TERMS = ("adversarial", "feature_matching")
+ENGINE_TERMS = ("adversarial", "feature_matching", "perceptual")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -147,6 +147,15 @@ class Trainer:
             self.disc_scaler = torch.amp.GradScaler(self.device_type, enabled=config.amp == "fp16")
             self.lecam = LeCamEMA(disc_config.lecam_decay).to(self.device)
             self.last_layer = self._find_last_layer(model) if disc_config.adaptive_weight else None
+
+        self.perceptual = None
+        if config.perceptual is not None:
+            if self.modality != "image":
+                raise ValueError(f"recipe: the perceptual term is for images, this model's modality is {self.modality!r}")
+            from .perceptual import ConvNeXtPerceptualLoss
+
+            self.perceptual = ConvNeXtPerceptualLoss(weights=config.perceptual.weights, pretrained=config.perceptual.pretrained)
+            self.perceptual.to(self.device)
 
         # Wrapping last: DDP / FSDP see the final modules.
         self.train_model = accel.prepare_model(model)
@@ -282,10 +291,14 @@ class Trainer:
                     f"recipe: loss_weights names unknown term(s) {unknown}; this model's forward returns "
                     f"{sorted(terms)} and a discriminator adds {list(ENGINE_TERMS)}"
                 )
-            idle = sorted(set(self.config.loss_weights) & set(ENGINE_TERMS)) if self.discriminator is None else []
+            idle = sorted(set(self.config.loss_weights) & {"adversarial", "feature_matching"}) if self.discriminator is None else []
+            if self.perceptual is None and "perceptual" in self.config.loss_weights:
+                idle.append("perceptual")
             if idle:
                 self.accelerator.print(f"loss weights {idle} are ignored: the recipe has no discriminator")
             weights = {name: float(self.config.loss_weights.get(name, 1.0)) for name in terms}
+            if self.perceptual is not None:
+                weights["perceptual"] = float(self.config.loss_weights.get("perceptual", 1.0))
             if self.discriminator is not None:
                 weights["adversarial"] = float(self.config.loss_weights.get("adversarial", 1.0))
                 weights["feature_matching"] = float(self.config.loss_weights.get("feature_matching", 0.0))
@@ -310,6 +323,10 @@ class Trainer:
                 total = sum(weights[name] * term.float() for name, term in output.losses.items())
                 for name, term in output.losses.items():
                     logs[name] = logs.get(name, 0.0) + term.detach().float() / config.grad_accum
+                if self.perceptual is not None:
+                    perceptual = self.perceptual(*self._unit_range(output.values, batch[self.model.main_input_name]))
+                    total = total + weights["perceptual"] * perceptual
+                    logs["perceptual"] = logs.get("perceptual", 0.0) + perceptual.detach() / config.grad_accum
                 if adversarial:
                     disc = self.discriminator
                     disc.requires_grad_(False)
@@ -333,6 +350,10 @@ class Trainer:
             logs["loss"] = logs.get("loss", 0.0) + total.detach() / config.grad_accum
             self.scaler.scale(total / config.grad_accum).backward()
         return output.values.detach()
+
+    def _unit_range(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        low, high = getattr(self.processor, "value_range", (0.0, 1.0))
+        return tuple((image - low) / (high - low) for image in images)
 
     def _discriminator_micro_step(self, real: torch.Tensor, fake: torch.Tensor, last: bool, logs: dict) -> None:
         accel, config = self.accelerator, self.config
