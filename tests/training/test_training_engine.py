@@ -218,5 +218,5 @@ def test_wavtokenizer_tiny_recipe_runs_in_bf16_with_an_fp32_codebook(tmp_path):
     assert codebook.inited.item() == 0
     logs = [trainer.train_step() for _ in range(2)]
     assert codebook.inited.item() == 1 and codebook.embed.dtype == torch.float32  # k-means ran on the first batch
-    assert trainer.loss_weights == {"mel": 45.0, "commitment": 1000.0}
+    assert trainer.loss_weights == {"mel": 45.0, "commitment": 1000.0, "adversarial": 2.0, "feature_matching": 10.75}
     assert all(math.isfinite(v) for entry in logs for v in entry.values())
