@@ -146,9 +146,11 @@ class VocosResolutionDiscriminator(nn.Module):
 
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         n_fft, hop_length, win_length = self.resolution
-        # fp32 FFT (autocast cannot run complex bf16/fp16 FFTs of these sizes)
+        # fp32 FFT (autocast cannot run complex bf16/fp16 FFTs of these sizes); the original's
+        # window=None is this all-ones window, spelled out to keep torch from warning about it
+        window = torch.ones(win_length, device=audio.device)
         return torch.stft(
-            audio.float(), n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=None, center=True,
+            audio.float(), n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=True,
             return_complex=True,
         ).abs()
 
