@@ -2,8 +2,9 @@
 
 Each subfolder is a `save_pretrained` folder (config, safetensors weights, processor, card with
 the training log and recipe) that loads with `AutoModel.from_pretrained(folder)` after
-`import modalzoo`. Folder names use underscores and each holds an `__init__.py`: that makes them
-packages, so the package-data globs ship their files in wheels as well as in editable installs.
+`import modalzoo`. The demo's two folders use underscores and hold an `__init__.py`: that makes
+them packages, so the package-data globs ship their files in wheels as well as in editable
+installs. The two `modalzoo demo` uses:
 
 * `titok_demo`: a 64 px, 32-token TiTok (256 codes), recipe training/recipes/titok_demo.yaml;
 * `wavtokenizer_demo`: a 24 kHz, 75 tokens/s WavTokenizer (256 codes), recipe
