@@ -1,7 +1,10 @@
 """VAT on held-out procedural shapes: Chamfer, F-score at tau, volumetric IoU per number of scales,
 cross-scale IoU, and bytes per shape (codes x log2(codebook) bits against the mesh file size).
 
-    python benchmarks/vat_heldout.py [MODEL_DIR] [--shapes 50] [--resolution 128] [--output FILE.json]
+    python benchmarks/vat_heldout.py [MODEL_DIR] [--shapes 50] [--resolution 128] [--output FILE.json] [--write-card]
+
+`--write-card` re-renders MODEL_DIR/README.md (the family card) with these held-out figures as
+its model-index metrics, keeping the training section `modalzoo train` wrote.
 
 Shapes come from `modalzoo.data.shapes3d.held_out_shapes` (a seed stream the trainer never uses).
 Conventions are in `modalzoo/evaluation/shape_metrics.py` (L1-Chamfer, F-score at tau = 0.02 of
@@ -33,6 +36,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--tau", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--write-card", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = AutoModel.from_pretrained(args.model).eval()
@@ -54,7 +58,26 @@ def main(argv=None) -> dict:
     print(f"  {result['seconds']:.0f} s")
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1))
+    if args.write_card:
+        write_card(model, Path(args.model), result)
     return result
+
+
+def write_card(model, folder: Path, result: dict) -> None:
+    from modalzoo.hub import render_model_card
+
+    metrics = {"chamfer_l1": result["chamfer"], f"fscore@{result['tau']:g}": result["fscore"], "iou": result["iou"]}
+    for scales, value in enumerate(result["cross_scale_iou"][:-1], start=1):
+        metrics[f"cross_scale_iou_{scales}"] = value
+    evaluation = {
+        "dataset": {"name": f"procedural CSG shapes, {result['num_shapes']} held out", "type": "modalzoo/shapes3d", "split": "held-out"},
+        "metrics": metrics,
+    }
+    readme = folder / "README.md"
+    previous = readme.read_text() if readme.exists() else ""
+    training = previous[previous.index("\n## Training\n") :] if "\n## Training\n" in previous else ""
+    card = render_model_card(model, metrics=evaluation, base_model=None, tags=["modalzoo-train"])
+    readme.write_text(str(card).rstrip("\n") + "\n" + training)
 
 
 if __name__ == "__main__":
