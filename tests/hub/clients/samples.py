@@ -24,9 +24,6 @@ def sample_inputs(processor):
         rate = processor.sampling_rate
         clips = [(0.1 * rng.standard_normal(rate // 4)).astype(np.float32), (0.1 * rng.standard_normal(rate // 6)).astype(np.float32)]
         return processor(clips, sampling_rate=rate, return_tensors="pt")
-    if main_input == "points":  # 3D: point clouds with normals, of different sizes
-        clouds = [rng.standard_normal((300, 3)), rng.standard_normal((200, 3))]
-        return processor(points=clouds, normals=[c / np.linalg.norm(c, axis=1, keepdims=True) for c in clouds], return_tensors="pt")
     raise NotImplementedError(f"no sample input for a processor whose main input is {main_input!r}")
 
 
