@@ -1,0 +1,1 @@
+"""Shipped model folder `titok_demo` (a package so that wheels include its files)."""
