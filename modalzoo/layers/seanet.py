@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from transformers import EncodecConfig
 from torch import nn
-from transformers.models.encodec.modeling_encodec import EncodecConv1d, EncodecDecoder, EncodecEncoder
+from transformers.models.encodec.modeling_encodec import EncodecConv1d, EncodecDecoder, EncodecEncoder, EncodecLSTM
 
 from ..modeling_utils import ComputedBuffers
 
@@ -112,6 +112,22 @@ class SEANetEncoder(EncodecEncoder, ComputedBuffers):
             width = num_filters * 2 ** len(ratios)
             self.layers[-3] = SEANetBiLSTM(width, num_lstm_layers)
             self.layers[-1] = EncodecConv1d(config, 2 * width, dimension, last_kernel_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # Before the LSTM every layer sees one item at a time and is memory-bound at the audio
+        # rate; run item by item, its activations stay small (a batch's are fresh multi-MB
+        # allocations whose page faults cost as much as the arithmetic). The LSTM and the
+        # layers after it, at the frame rate, take the whole batch.
+        lstm = next(i for i, layer in enumerate(self.layers) if isinstance(layer, (EncodecLSTM, SEANetBiLSTM)))
+        items = []
+        for item in hidden_states.split(1):
+            for layer in self.layers[:lstm]:
+                item = layer(item)
+            items.append(item)
+        hidden_states = torch.cat(items)
+        for layer in self.layers[lstm:]:
+            hidden_states = layer(hidden_states)
+        return hidden_states
 
     def computed_buffers(self) -> dict[str, torch.Tensor]:
         return _conv_buffers(self)

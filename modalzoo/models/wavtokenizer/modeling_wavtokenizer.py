@@ -9,7 +9,7 @@ normalisation over time and its LSTM is causal, so only the convolutions' right-
 reaches past an item's end. A zero-padded item therefore encodes to exactly its codes alone
 except in its last 4 frames (`PADDED_EDGE_FRAMES`, the same at 75 and 40 tokens/s), where the
 reflect padding it gets alone becomes the batch's zeros. Elsewhere the latents agree to float
-rounding (batched kernels sum in another order, ~1e-7), which can flip a code only at a near-tie
+rounding (the batched LSTM sums in another order, ~1e-7), which can flip a code only at a near-tie
 of two codebook entries; none occurred on the converted original weights or the test model.
 `decode` instead runs each group of equal-length items separately, because the decoder's
 GroupNorm statistics and attention span the whole sequence: decoding with padding would change
