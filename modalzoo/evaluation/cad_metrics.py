@@ -14,7 +14,8 @@
   (with the build123d kernel) also counts those that do not build into a valid solid.
 * `chamfer`: between surface samples of the built reference and reconstruction (2048 points
   each, in the sequence's unit space): mean squared nearest distance both ways, summed; items
-  that do not build are left out (they are in the invalid ratio).
+  that do not build are left out (they are in the invalid ratio). Sampling alone gives a floor
+  of about 3e-3 for identical unit-sized parts.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class CodeTokenBinding(nn.Module):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            history.append(float(loss))
+            history.append(float(loss.detach()))
             if (step + 1) % rebind_every == 0:
                 self.bind()
         self.bind()

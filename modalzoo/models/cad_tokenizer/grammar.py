@@ -70,11 +70,11 @@ class Grammar:
     def __init__(self, bits: int = 6):
         self.bits = bits
         self.vocab_size = vocab_size(bits)
-        value_ids = torch.arange(VALUE_BASE, self.vocab_size)
-        axis_ids = torch.arange(AXIS_BASE, VALUE_BASE)
-        self._value_mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        value_ids = torch.arange(VALUE_BASE, self.vocab_size, device="cpu")
+        axis_ids = torch.arange(AXIS_BASE, VALUE_BASE, device="cpu")
+        self._value_mask = torch.zeros(self.vocab_size, dtype=torch.bool, device="cpu")
         self._value_mask[value_ids] = True
-        self._axis_mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        self._axis_mask = torch.zeros(self.vocab_size, dtype=torch.bool, device="cpu")
         self._axis_mask[axis_ids] = True
 
     # ----- transitions --------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class Grammar:
 
     def mask(self, state: State, length: int, max_length: int) -> torch.BoolTensor:
         """Allowed next tokens after `length` tokens, so that the sequence can end by `max_length`."""
-        allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
+        allowed = torch.zeros(self.vocab_size, dtype=torch.bool, device="cpu")
         for token in self._candidates(state):
             following = self.step(state, token)
             if following is None or length + 1 + self.tokens_to_finish(following) > max_length:
