@@ -203,6 +203,7 @@ def cmd_bench(args) -> int:
     models = _split(args.models) or default_models(_split(args.families), tiny=args.smoke or args.tiny)
     settings = {"device": args.device, "dtype": args.dtype, "compile": args.compile, "threads": args.threads}
     settings["encode_options"] = _options(args.encode_option)
+    settings["decode_options"] = _options(args.decode_option)
     settings.update({key: value for key, value in (("repeats", args.repeats), ("warmup", args.warmup), ("audio_seconds", args.audio_seconds)) if value is not None})
     if args.batch:
         settings["batch_sizes"] = tuple(int(size) for size in _split(args.batch))
@@ -307,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--audio-seconds", type=float, help="length of the audio input (default 5)")
     bench.add_argument("--threads", type=int, help="torch intra-op threads (default: one per core)")
     bench.add_argument("--encode-option", action="append", metavar="KEY=VALUE")
+    bench.add_argument("--decode-option", action="append", metavar="KEY=VALUE", help="e.g. chunk_length_s=30 for long audio")
     bench.add_argument("--compare-original", metavar="PATH", help="checkout of the original repository to time against")
     bench.add_argument("--original-plugin", metavar="FILE", help="plugin file instead of modalzoo.evaluation.originals.<family>")
     bench.add_argument("--output-dir", default="benchmarks/results")

@@ -63,6 +63,7 @@ class BenchSettings:
     audio_seconds: float = 5.0
     smoke: bool = False
     encode_options: dict = field(default_factory=dict)
+    decode_options: dict = field(default_factory=dict)  # ours only: the original's decode takes none
     threads: int | None = None  # torch intra-op threads; None keeps torch's default (one per core)
 
     @classmethod
@@ -339,9 +340,9 @@ def bench_model(
                 encoded = encode(**inputs, **settings.encode_options)
                 decode_kwargs = decode_arguments(encoded)
                 row["encode_ms"] = timed(lambda: encode(**inputs, **settings.encode_options))
-                row["decode_ms"] = timed(lambda: decode(**decode_kwargs))
+                row["decode_ms"] = timed(lambda: decode(**decode_kwargs, **settings.decode_options))
                 row["encode_memory"] = measure_peak_memory(lambda: encode(**inputs, **settings.encode_options), device)
-                row["decode_memory"] = measure_peak_memory(lambda: decode(**decode_kwargs), device)
+                row["decode_memory"] = measure_peak_memory(lambda: decode(**decode_kwargs, **settings.decode_options), device)
                 if reference is not None:
                     row["original"] = _bench_original(reference, inputs, decode_kwargs, encoded, decode(**decode_kwargs), timed)
             _add_rates(row, encoded, seconds, int(batch_size))
@@ -494,6 +495,7 @@ def render_markdown(result: dict) -> str:
         f"Settings: device {settings['device']}, {settings['dtype']}, {'torch.compile' if settings['compile'] else 'eager'}, "
         f"{settings.get('threads') or 'default'} torch thread(s), "
         f"{settings['repeats']} timed runs after {settings['warmup']} warm-up, audio inputs {settings['audio_seconds']:g} s"
+        + "".join(f", {kind} options {settings[key]}" for kind, key in (("encode", "encode_options"), ("decode", "decode_options")) if settings.get(key))
         + (" (smoke run: not a measurement)" if settings["smoke"] else "") + ".",
         *_busy_warning(machine),
         "Latency: median ± half the interquartile range, in ms per batch. RTF: processing time / audio duration "
