@@ -1,6 +1,6 @@
 """CAD-Tokenizer reconstruction on held-out procedural sequences, built with the CAD kernel.
 
-    python benchmarks/cad_tokenizer_heldout.py modalzoo/pretrained/cad-tokenizer-small \
+    python benchmarks/cad_tokenizer_heldout.py modalzoo/pretrained/cad_tokenizer_small \
         --items 200 --output benchmarks/results/cad_tokenizer_small_heldout.json [--unconstrained]
 
 Held-out items are `modalzoo.data.cad.cad_sequences_heldout(0 .. items-1)`, a seed stream the

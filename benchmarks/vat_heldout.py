@@ -25,7 +25,7 @@ import modalzoo  # noqa: F401  (registers the families)
 from modalzoo.data.shapes3d import held_out_shapes
 from modalzoo.evaluation.shape_metrics import evaluate_shape_tokenizer
 
-DEFAULT_MODEL = Path(modalzoo.__file__).parent / "pretrained" / "vat-small"
+DEFAULT_MODEL = Path(modalzoo.__file__).parent / "pretrained" / "vat_small"
 
 
 def main(argv=None) -> dict:

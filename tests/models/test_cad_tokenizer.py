@@ -16,7 +16,7 @@ from modalzoo.models.cad_tokenizer.grammar import EOS, LINE, LOOP_END, VALUE_BAS
 from modalzoo.models.cad_tokenizer.modeling_cad_tokenizer import squared_emd
 from modalzoo.models.cad_tokenizer.processing_cad_tokenizer import sequence_to_tokens, tokens_to_sequence
 
-SHIPPED = Path(modalzoo.__file__).parent / "pretrained" / "cad-tokenizer-small"
+SHIPPED = Path(modalzoo.__file__).parent / "pretrained" / "cad_tokenizer_small"
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import modalzoo
 from modalzoo.data.shapes3d import Primitive, Shape, held_out_shapes, random_shape
 from modalzoo.models.vat import MultiScaleResidualQuantizer, VATConfig, VATProcessor, occupancy_grid_to_mesh
 
-PRETRAINED = Path(modalzoo.__file__).parent / "pretrained" / "vat-small"
+PRETRAINED = Path(modalzoo.__file__).parent / "pretrained" / "vat_small"
 
 
 @pytest.fixture(autouse=True)
@@ -227,7 +227,7 @@ def test_training_items_carry_exact_labels():
 
 
 # ----- the shipped model -----------------------------------------------------------------------------------
-needs_shipped = pytest.mark.skipif(not (PRETRAINED / "config.json").exists(), reason="modalzoo/pretrained/vat-small is not built")
+needs_shipped = pytest.mark.skipif(not (PRETRAINED / "config.json").exists(), reason="modalzoo/pretrained/vat_small is not built")
 
 
 @pytest.fixture(scope="module")

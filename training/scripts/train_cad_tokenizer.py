@@ -1,9 +1,9 @@
 """Trains the shipped cad-tokenizer-small on one CPU thread within a wall-clock budget, through
 the shared trainer (training/recipes/cad_tokenizer_small.yaml), and copies the final folder to
-modalzoo/pretrained/cad-tokenizer-small.
+modalzoo/pretrained/cad_tokenizer_small.
 
     python training/scripts/train_cad_tokenizer.py --minutes 30
-    python benchmarks/cad_tokenizer_heldout.py modalzoo/pretrained/cad-tokenizer-small   # the metrics
+    python benchmarks/cad_tokenizer_heldout.py modalzoo/pretrained/cad_tokenizer_small   # the metrics
 
 After 100 steps, and every 250 after, the script measures the mean step time and shortens the
 run (and its cosine schedule) so that training ends within `--minutes`; the recipe's `steps` is
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "modalzoo" / "pretrained" / "cad-tokenizer-small"
+SHIPPED = REPO / "modalzoo" / "pretrained" / "cad_tokenizer_small"
 SHIPPED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
 
 

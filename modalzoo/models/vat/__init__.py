@@ -1,7 +1,7 @@
 """VAT ("3D representation in 512-Byte: Variational tokenizer is the key for autoregressive 3D
 generation", https://arxiv.org/abs/2412.02202): a clean-room implementation (no code or
 weights were released). `vat-small` is trained here (`training/recipes/vat_small.yaml`) and
-ships in `modalzoo/pretrained/vat-small`."""
+ships in `modalzoo/pretrained/vat_small`."""
 
 from ...registry import register_family, register_variant
 from .configuration_vat import VATConfig
@@ -17,7 +17,7 @@ register_variant(
     "paper-scale layout (sizes not public): 256 latents in 11 scales = 583 codes of 8192, 3x256^2 triplane",
 )
 
-# The configuration trained on CPU in this repository (modalzoo/pretrained/vat-small).
+# The configuration trained on CPU in this repository (modalzoo/pretrained/vat_small).
 SMALL = {
     "num_points": 512,
     "fourier_bands": 6,

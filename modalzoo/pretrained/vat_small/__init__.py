@@ -1,0 +1,1 @@
+"""Shipped model folder `vat_small` (a package so that wheels include its files)."""
