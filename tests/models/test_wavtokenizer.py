@@ -185,19 +185,20 @@ def test_padded_items_encode_as_alone_except_the_edge(tiny, processor, speech):
     """The pinned bound: a zero-padded item's codes equal its codes alone on every frame but the
     last PADDING_EDGE_FRAMES (where reflect padding becomes zeros). Elsewhere the latents agree to
     float rounding (batched kernels sum in another order), which can flip a code only at a
-    near-tie; measured none."""
+    near-tie: measured 0 flips with 2 threads, 2 with 1 thread (other kernels)."""
     clips, rate = _cut(speech)
     batch = processor(clips, sampling_rate=rate)
     together = tiny.encode(**batch)
     with torch.no_grad():
         latents_together = tiny.encoder(batch["input_values"])
-    interior_flips = edge_mismatches = 0
+    interior_flips = edge_mismatches = interior_frames = 0
     for index, clip in enumerate(clips):
         alone_batch = processor(clip, sampling_rate=rate)
         alone = tiny.encode(**alone_batch).codes[0, 0]
         frames = alone.shape[-1]
         assert int(together.codes_mask[index].sum()) == frames
         interior = frames - PADDING_EDGE_FRAMES
+        interior_frames += interior
         with torch.no_grad():
             latents_alone = tiny.encoder(alone_batch["input_values"])[0]
         torch.testing.assert_close(latents_together[index, :, :interior], latents_alone[:, :interior], atol=1e-5, rtol=0)
@@ -205,7 +206,7 @@ def test_padded_items_encode_as_alone_except_the_edge(tiny, processor, speech):
             assert _near_tie(latents_alone[:, frame], tiny.codebook.embed, alone[frame], together.codes[index, 0, frame])
             interior_flips += 1
         edge_mismatches += int((together.codes[index, 0, interior:frames] != alone[interior:]).sum())
-    assert interior_flips == 0  # measured; near-ties would be allowed by the assertion above
+    assert interior_flips <= interior_frames // 50  # each one a near-tie, checked above
     assert edge_mismatches <= PADDING_EDGE_FRAMES * len(clips)
 
 

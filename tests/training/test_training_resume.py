@@ -53,7 +53,10 @@ def test_sigkilled_run_resumes_bit_exactly(tmp_path):
         sys.executable, "-m", "modalzoo.cli", "train", "reference_image_tiny", *OVERRIDES,
         "steps=100000", f"output_dir={killed_dir}",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # the in-process runs below use this process's thread count (other test modules set 1);
+    # bit-exactness needs the killed run to use the same kernels
+    environment = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
     try:
         deadline = time.monotonic() + 120
         while not list_checkpoints(killed_dir):
