@@ -143,3 +143,18 @@ def check_architecture_matches(config, inferred, source: str, fields) -> None:
     ]
     if mismatched:
         raise ValueError(f"the checkpoint does not match {source}:\n  " + "\n  ".join(mismatched))
+
+
+def save_converted(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], processor, output: str | Path) -> Path:
+    """Loads mapped weights that must cover every model key and nothing else, then writes a folder
+    that `from_pretrained` loads (weights, config, processor)."""
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"unexpected keys: {result.unexpected_keys}")
+    if result.missing_keys:
+        raise ValueError(f"the checkpoint lacks {len(result.missing_keys)} model keys: {', '.join(result.missing_keys[:20])}")
+    output_path = Path(output)
+    output_path.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(output_path)
+    processor.save_pretrained(output_path)
+    return output_path

@@ -28,7 +28,7 @@ from modalzoo.layers.seanet import seanet_key_from_original
 from modalzoo.models.dm_codec import DMCodecConfig, DMCodecFeatureExtractor, DMCodecModel
 from modalzoo.registry import create_config
 
-from .checkpoint_io import check_architecture_matches, load_checkpoint, state_dict_of
+from .checkpoint_io import check_architecture_matches, load_checkpoint, save_converted, state_dict_of
 
 __all__ = [
     "convert_checkpoint", "convert_config", "convert_state_dict", "infer_config", "split_state_dict",
@@ -278,14 +278,5 @@ def convert_checkpoint(
 
     mapped = split_state_dict(state_dict, model_config)
     model = DMCodecModel(model_config)
-    result = model.load_state_dict(mapped, strict=False)
-    if result.unexpected_keys:
-        raise ValueError(f"unexpected keys: {result.unexpected_keys}")
-    if result.missing_keys:
-        raise ValueError(f"the checkpoint lacks {len(result.missing_keys)} model keys: {', '.join(result.missing_keys[:20])}")
-
-    output_path = Path(output)
-    output_path.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(output_path)
-    DMCodecFeatureExtractor.from_model_config(model_config).save_pretrained(output_path)
+    save_converted(model, mapped, DMCodecFeatureExtractor.from_model_config(model_config), output)
     return {"mapped": len(mapped), "dropped": dropped, "missing": []}

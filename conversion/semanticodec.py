@@ -28,7 +28,7 @@ from modalzoo.models.semanticodec.decoder_semanticodec import released_decoder_c
 from modalzoo.models.semanticodec.encoder_semanticodec import audiomae_pos_embed
 from modalzoo.registry import create_config
 
-from .checkpoint_io import load_checkpoint, state_dict_of
+from .checkpoint_io import load_checkpoint, save_converted, state_dict_of
 
 __all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_architecture", "infer_config", "split_state_dict"]
 
@@ -245,12 +245,5 @@ def convert_checkpoint(
 
     model = SemantiCodecModel(model_config)
     mapped, dropped = split_state_dict(encoder_state, centroids, model_config, decoder_state, model=model)
-    result = model.load_state_dict(mapped, strict=False)
-    if result.unexpected_keys or result.missing_keys:
-        raise ValueError(f"unexpected keys {result.unexpected_keys[:10]}, missing keys {result.missing_keys[:10]}")
-
-    output_path = Path(output)
-    output_path.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(output_path)
-    SemantiCodecFeatureExtractor.from_model_config(model_config).save_pretrained(output_path)
+    save_converted(model, mapped, SemantiCodecFeatureExtractor.from_model_config(model_config), output)
     return {"mapped": len(mapped), "dropped": dropped, "missing": []}

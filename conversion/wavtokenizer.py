@@ -24,7 +24,7 @@ from modalzoo.layers.seanet import seanet_key_from_original
 from modalzoo.models.wavtokenizer import RELEASES, WavTokenizerConfig, WavTokenizerFeatureExtractor, WavTokenizerModel
 from modalzoo.registry import create_config
 
-from .checkpoint_io import check_architecture_matches, load_checkpoint, state_dict_of
+from .checkpoint_io import check_architecture_matches, load_checkpoint, save_converted, state_dict_of
 
 __all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_config"]
 
@@ -252,15 +252,6 @@ def convert_checkpoint(
 
     mapped, dropped = split_state_dict(state_dict, model_config)
     model = WavTokenizerModel(model_config)
-    result = model.load_state_dict(mapped, strict=False)
-    if result.unexpected_keys:
-        raise ValueError(f"unexpected keys: {result.unexpected_keys}")
-    if result.missing_keys:
-        raise ValueError(f"the checkpoint lacks {len(result.missing_keys)} model keys: {', '.join(result.missing_keys[:20])}")
-
-    output_path = Path(output)
-    output_path.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(output_path)
-    WavTokenizerFeatureExtractor.from_model_config(model_config).save_pretrained(output_path)
+    save_converted(model, mapped, WavTokenizerFeatureExtractor.from_model_config(model_config), output)
     return {"mapped": len(mapped), "dropped": dropped, "missing": []}
 
