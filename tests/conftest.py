@@ -21,6 +21,18 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The whole suite runs on one intra-op thread: the tiny models gain nothing from more, idle
+    threads' spinning costs CPU on a busy 2-core machine, and CPU kernels sum in a
+    thread-count-dependent order, so every test sees the same numerics whatever ran before it.
+    Subprocesses that must match in-process results get OMP_NUM_THREADS=1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import soundfile
-import torch
 
 from modalzoo.cli import main
 from modalzoo.demo import AUDIO_MODEL, CLIP, IMAGE_MODEL, PHOTO, SAMPLES, load_pretrained
@@ -20,14 +19,6 @@ from modalzoo.demo import AUDIO_MODEL, CLIP, IMAGE_MODEL, PHOTO, SAMPLES, load_p
 # STOI 0.635. The floors leave room for BLAS differences across machines, not for a worse model.
 PSNR_FLOOR, STOI_FLOOR = 14.5, 0.58
 SCRIPT = Path(__file__).parents[1] / "training" / "scripts" / "train_demo_models.py"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_demo_end_to_end(tmp_path, capsys):

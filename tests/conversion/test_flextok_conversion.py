@@ -46,15 +46,6 @@ GUIDANCE = {
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny models are too small for two intra-op threads to pay, and on a busy machine every
-    OpenMP barrier can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 @pytest.fixture(scope="module")
 def outputs():
     return dict(np.load(TINY / "outputs.npz"))

@@ -29,14 +29,6 @@ ENCODER = FIXTURES / "encoder"
 DECODER = FIXTURES / "decoder"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def released_states(rate: int) -> tuple[dict, dict]:
     """Meta tensors with the shapes of the released encoder.ckpt and decoder.ckpt of `rate`."""
     encoder = json.loads((ENCODER / "keys.json").read_text())[str(rate)]["state_dict"]

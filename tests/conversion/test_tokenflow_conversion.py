@@ -17,16 +17,6 @@ from modalzoo.models.tokenflow import TokenFlowConfig, TokenFlowImageProcessor, 
 from modalzoo.registry import create_config
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "tokenflow"
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy machine the idle threads' spinning
-    costs more CPU than the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 KEY_LISTS = {
     "tokenflow-clipb-32k-enhanced.json": "tokenflow-clipb-32k-enhanced",
     "tokenflow-siglip-32k.json": "tokenflow-siglip-32k",

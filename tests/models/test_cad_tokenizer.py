@@ -19,14 +19,6 @@ from modalzoo.models.cad_tokenizer.processing_cad_tokenizer import sequence_to_t
 SHIPPED = Path(modalzoo.__file__).parent / "pretrained" / "cad_tokenizer_small"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sequences():
     return [cad_sequences_heldout(index) for index in range(12)]

@@ -24,15 +24,6 @@ except ModuleNotFoundError:  # a source checkout without `pip install -e .`
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dm_codec"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny convolutions: one thread is faster than contended ones on a loaded CI machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> DMCodecModel:
     """The parity fixture's tiny original weights (diverse codebooks), converted in memory."""

@@ -18,15 +18,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dm_codec"
 RECORDED = json.loads((FIXTURES / "tiny" / "losses.json").read_text())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny convolutions: one thread is faster than contended ones on a loaded CI machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----- the original's terms, against its recorded values -------------------------------------------
 def test_reconstruction_and_multi_scale_mel_match_the_original():
     target = torch.from_numpy(np.load(FIXTURES / "input.npy"))

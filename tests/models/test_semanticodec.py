@@ -23,14 +23,6 @@ from modalzoo.models.semanticodec import SemantiCodecFeatureExtractor, SemantiCo
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "semanticodec" / "encoder"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def inputs() -> dict[str, np.ndarray]:
     recorded = np.load(FIXTURES / "input_16k.npz")

@@ -39,7 +39,6 @@ def fill_value(key: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def parity_decoder():
-    torch.set_num_threads(1)
     meta = json.loads((FIXTURES / "parity.json").read_text())
     original = {key: fill_value(key, tuple(meta["state_dict"][key])) for key in meta["parameters"]}
     original["scale_factor"] = torch.tensor(meta["scale_factor"])

@@ -16,16 +16,6 @@ from modalzoo.models.tokenflow import TokenFlowImageProcessor, TokenFlowTokenize
 from modalzoo.quantizers.shared_index_quantizer import SharedIndexQuantizer
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tokenflow" / "tiny_clip"
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy machine the idle threads' spinning
-    costs more CPU than the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 VARIANTS = {"tokenflow-clipb-32k-enhanced": 817, "tokenflow-siglip-32k": 2227, "tokenflow-tiny": 39}
 
 

@@ -18,14 +18,6 @@ from modalzoo.models.vat import MultiScaleResidualQuantizer, VATConfig, VATProce
 PRETRAINED = Path(modalzoo.__file__).parent / "pretrained" / "vat_small"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)

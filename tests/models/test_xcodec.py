@@ -34,16 +34,6 @@ from modalzoo.models.xcodec.losses_xcodec import (
 )
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "xcodec"
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model's few-channel convolutions over long sequences gain nothing from intra-op
-    threads, and on a busy machine every thread barrier costs more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 RELEASES = [
     "xcodec-hubert-librispeech",
     "xcodec-hubert-general",

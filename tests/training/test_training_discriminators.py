@@ -18,14 +18,6 @@ from modalzoo.training.discriminators import create_discriminator
 from modalzoo.training.losses import discriminator_loss, generator_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_layout_eight_logits_and_43_feature_maps():
     torch.manual_seed(0)
     discriminator = create_discriminator("vocos_mpd_mrd", width=1 / 32, mrd_channels=4)

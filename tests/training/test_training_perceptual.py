@@ -12,14 +12,6 @@ from modalzoo.training import Trainer, load_recipe
 from modalzoo.training.perceptual import ConvNeXtPerceptualLoss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_missing_weights_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"ConvNeXt-S ImageNet weights at .*absent\.pth.*never downloads"):
         ConvNeXtPerceptualLoss(weights=tmp_path / "absent.pth")
