@@ -140,3 +140,23 @@ class ChunkedCodecMixin:
                 decode_fn, codes, hop_length=self.config.hop_length,
                 chunk_frames=chunk_frames, context_frames=context_frames,
             )
+
+    def decode_each_item(self, codes: torch.Tensor, codes_mask: torch.Tensor, decode_group) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decodes every item from its own frames only: items of equal length run together through
+        `decode_group(items, codes[items, :, :length])` (for decoders whose normalisation or
+        attention spans the sequence, where padding would change every frame). Returns `values`,
+        zero past each item's end, and `values_mask`."""
+        if tuple(codes_mask.shape) != (codes.shape[0], codes.shape[-1]):
+            raise ValueError(f"codes_mask must be [batch, frames] = {(codes.shape[0], codes.shape[-1])}, got {tuple(codes_mask.shape)}")
+        lengths = lengths_from_mask(codes_mask, codes.shape[0], codes.shape[-1])
+        if min(lengths) < 1:
+            raise ValueError("every item needs at least one real frame in codes_mask")
+        hop_length = self.config.hop_length
+        values = None
+        for length in sorted(set(lengths)):
+            items = torch.tensor([i for i, n in enumerate(lengths) if n == length], device=codes.device)
+            group = decode_group(items, codes[items, :, :length])
+            if values is None:
+                values = group.new_zeros(codes.shape[0], group.shape[1], codes.shape[-1] * hop_length)
+            values[items, :, : group.shape[-1]] = group
+        return values, codes_mask.bool().repeat_interleave(hop_length, dim=-1)

@@ -181,21 +181,9 @@ class DMCodecModel(ChunkedCodecMixin, ModalTokenizer):
         codes = self.check_codes(codes)
         if codes_mask is None:
             return DecoderOutput(values=self._decode_values(codes, chunk_length_s, chunk_overlap_s))
-        if tuple(codes_mask.shape) != (codes.shape[0], codes.shape[-1]):
-            raise ValueError(
-                f"codes_mask must be [batch, frames] = {(codes.shape[0], codes.shape[-1])}, got {tuple(codes_mask.shape)}"
-            )
-        lengths = lengths_from_mask(codes_mask, codes.shape[0], codes.shape[-1])
-        if min(lengths) < 1:
-            raise ValueError("every item needs at least one real frame in codes_mask")
-        values = None
-        for length in sorted(set(lengths)):
-            items = torch.tensor([i for i, n in enumerate(lengths) if n == length], device=codes.device)
-            group = self._decode_values(codes[items, :, :length], chunk_length_s, chunk_overlap_s)
-            if values is None:
-                values = group.new_zeros(codes.shape[0], group.shape[1], codes.shape[-1] * self.hop_length)
-            values[items, :, : group.shape[-1]] = group
-        values_mask = codes_mask.bool().repeat_interleave(self.hop_length, dim=-1)
+        values, values_mask = self.decode_each_item(
+            codes, codes_mask, lambda items, group: self._decode_values(group, chunk_length_s, chunk_overlap_s)
+        )
         return DecoderOutput(values=values, values_mask=values_mask)
 
     # ----- training ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ...audio_utils import ChunkedCodecMixin, check_audio_input, frames_mask, lengths_from_mask
+from ...audio_utils import ChunkedCodecMixin, check_audio_input, frames_mask
 from ...layers.mel import MelSpectrogramLoss
 from ...layers.seanet import SEANetEncoder
 from ...layers.vocos import ISTFTHead, VocosBackbone
@@ -148,21 +148,13 @@ class WavTokenizerModel(ChunkedCodecMixin, ModalTokenizer):
         if codes_mask is None:
             values = self._decode_values(codes, bandwidth_id, chunk_length_s, chunk_overlap_s)
             return DecoderOutput(values=values)
-        if tuple(codes_mask.shape) != (codes.shape[0], codes.shape[-1]):
-            raise ValueError(f"codes_mask must be [batch, frames] = {(codes.shape[0], codes.shape[-1])}, got {tuple(codes_mask.shape)}")
-        lengths = lengths_from_mask(codes_mask, codes.shape[0], codes.shape[-1])
-        if min(lengths) < 1:
-            raise ValueError("every item needs at least one real frame in codes_mask")
         per_item_bandwidth = torch.is_tensor(bandwidth_id) and bandwidth_id.numel() > 1
-        values = None
-        for length in sorted(set(lengths)):
-            items = torch.tensor([i for i, n in enumerate(lengths) if n == length], device=codes.device)
+
+        def decode_group(items: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
             group_bandwidth = bandwidth_id[items] if per_item_bandwidth else bandwidth_id
-            group = self._decode_values(codes[items, :, :length], group_bandwidth, chunk_length_s, chunk_overlap_s)
-            if values is None:
-                values = group.new_zeros(codes.shape[0], group.shape[1], codes.shape[-1] * self.hop_length)
-            values[items, :, : group.shape[-1]] = group
-        values_mask = codes_mask.bool().repeat_interleave(self.hop_length, dim=-1)
+            return self._decode_values(group, group_bandwidth, chunk_length_s, chunk_overlap_s)
+
+        values, values_mask = self.decode_each_item(codes, codes_mask, decode_group)
         return DecoderOutput(values=values, values_mask=values_mask)
 
     # ----- training ---------------------------------------------------------------------------
