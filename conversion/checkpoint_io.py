@@ -158,3 +158,27 @@ def save_converted(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], 
     model.eval().save_pretrained(output_path)
     processor.save_pretrained(output_path)
     return output_path
+
+
+def model_shapes(model_class, config) -> dict[str, tuple[int, ...]]:
+    """Every state-dict key of `model_class(config)` with its shape, built on the meta device."""
+    with torch.device("meta"):
+        model = model_class(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def check_fits_model(
+    mapped: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], *, require_all: bool = False, limit: int | None = None
+) -> None:
+    """Raises, listing each problem, when a mapped key has another shape than the model's, is not a
+    model key, or (`require_all`) when a model key has no value; `limit` caps the list."""
+    problems = [
+        f"{key}: checkpoint {tuple(value.shape)}, model {expected[key]}"
+        for key, value in mapped.items()
+        if key in expected and tuple(value.shape) != expected[key]
+    ]
+    problems += [f"{key}: not in the model" for key in sorted(set(mapped) - set(expected))]
+    if require_all:
+        problems += [f"{key}: missing from the checkpoint" for key in sorted(set(expected) - set(mapped))]
+    if problems:
+        raise ValueError("checkpoint does not fit the config:\n  " + "\n  ".join(problems[:limit]))

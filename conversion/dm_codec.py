@@ -28,7 +28,14 @@ from modalzoo.layers.seanet import seanet_key_from_original
 from modalzoo.models.dm_codec import DMCodecConfig, DMCodecFeatureExtractor, DMCodecModel
 from modalzoo.registry import create_config
 
-from .checkpoint_io import check_architecture_matches, load_checkpoint, save_converted, state_dict_of
+from .checkpoint_io import (
+    check_architecture_matches,
+    check_fits_model,
+    load_checkpoint,
+    model_shapes,
+    save_converted,
+    state_dict_of,
+)
 
 __all__ = [
     "convert_checkpoint", "convert_config", "convert_state_dict", "infer_config", "split_state_dict",
@@ -145,12 +152,6 @@ def _map_key(key: str) -> str | None:
     return None
 
 
-def _expected_shapes(config: DMCodecConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = DMCodecModel(config)
-    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
-
-
 def split_state_dict(state_dict: dict[str, torch.Tensor], config: DMCodecConfig) -> dict[str, torch.Tensor]:
     """-> the mapped state dict; raises on any unmapped key and on shapes that do not fit `config`."""
     mapped, unmapped = {}, []
@@ -162,15 +163,7 @@ def split_state_dict(state_dict: dict[str, torch.Tensor], config: DMCodecConfig)
             mapped[new_key] = value
     if unmapped:
         raise ValueError(f"{len(unmapped)} checkpoint keys are not mapped: " + ", ".join(sorted(unmapped)[:20]))
-    expected = _expected_shapes(config)
-    wrong = [
-        f"{key}: checkpoint {tuple(value.shape)}, model {expected[key]}"
-        for key, value in mapped.items()
-        if key in expected and tuple(value.shape) != expected[key]
-    ]
-    unknown = [f"{key}: not in the model" for key in sorted(set(mapped) - set(expected))]
-    if wrong or unknown:
-        raise ValueError("checkpoint does not fit the config:\n  " + "\n  ".join(wrong + unknown))
+    check_fits_model(mapped, model_shapes(DMCodecModel, config))
     return mapped
 
 

@@ -28,7 +28,7 @@ from modalzoo.models.semanticodec.decoder_semanticodec import released_decoder_c
 from modalzoo.models.semanticodec.encoder_semanticodec import audiomae_pos_embed
 from modalzoo.registry import create_config
 
-from .checkpoint_io import load_checkpoint, save_converted, state_dict_of
+from .checkpoint_io import check_fits_model, load_checkpoint, model_shapes, save_converted, state_dict_of
 
 __all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_architecture", "infer_config", "split_state_dict"]
 
@@ -148,23 +148,9 @@ def split_state_dict(
         mapped.update({"decoder." + key: value for key, value in decoder_mapped.items()})
         dropped.update({f"decoder.ckpt {key}": "not used by the decoder at inference" for key in decoder_dropped})
 
-    expected = _expected_shapes(config) if model is None else {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    wrong = [
-        f"{key}: checkpoint {tuple(value.shape)}, model {expected[key]}"
-        for key, value in mapped.items()
-        if key in expected and tuple(value.shape) != expected[key]
-    ]
-    unknown = [f"{key}: not in the model" for key in sorted(set(mapped) - set(expected))]
-    missing = [f"{key}: missing from the checkpoint" for key in sorted(set(expected) - set(mapped))]
-    if wrong or unknown or missing:
-        raise ValueError("checkpoint does not fit the config:\n  " + "\n  ".join((wrong + unknown + missing)[:30]))
+    expected = model_shapes(SemantiCodecModel, config) if model is None else {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_fits_model(mapped, expected, require_all=True, limit=30)
     return mapped, dropped
-
-
-def _expected_shapes(config: SemantiCodecConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = SemantiCodecModel(config)
-    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
 def convert_state_dict(

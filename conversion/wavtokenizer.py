@@ -24,7 +24,14 @@ from modalzoo.layers.seanet import seanet_key_from_original
 from modalzoo.models.wavtokenizer import RELEASES, WavTokenizerConfig, WavTokenizerFeatureExtractor, WavTokenizerModel
 from modalzoo.registry import create_config
 
-from .checkpoint_io import check_architecture_matches, load_checkpoint, save_converted, state_dict_of
+from .checkpoint_io import (
+    check_architecture_matches,
+    check_fits_model,
+    load_checkpoint,
+    model_shapes,
+    save_converted,
+    state_dict_of,
+)
 
 __all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_config"]
 
@@ -189,22 +196,8 @@ def split_state_dict(state_dict: dict[str, torch.Tensor], config: WavTokenizerCo
     if unmapped:
         raise ValueError(f"{len(unmapped)} checkpoint keys are not mapped: " + ", ".join(sorted(unmapped)[:20]))
 
-    expected = _expected_shapes(config)
-    wrong = [
-        f"{key}: checkpoint {tuple(value.shape)}, model {expected[key]}"
-        for key, value in mapped.items()
-        if key in expected and tuple(value.shape) != expected[key]
-    ]
-    unknown = sorted(set(mapped) - set(expected))
-    if wrong or unknown:
-        raise ValueError("checkpoint does not fit the config:\n  " + "\n  ".join(wrong + [f"{k}: not in the model" for k in unknown]))
+    check_fits_model(mapped, model_shapes(WavTokenizerModel, config))
     return mapped, dropped
-
-
-def _expected_shapes(config: WavTokenizerConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = WavTokenizerModel(config)
-    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor], config: WavTokenizerConfig) -> dict[str, torch.Tensor]:

@@ -33,7 +33,7 @@ from modalzoo.models.xcodec import RELEASES, XcodecFeatureExtractor, XcodecToken
 from modalzoo.models.xcodec.configuration_xcodec import SEMANTIC_TEACHERS
 from modalzoo.registry import create_config
 
-from .checkpoint_io import load_checkpoint, state_dict_of
+from .checkpoint_io import check_fits_model, load_checkpoint, model_shapes, state_dict_of
 
 __all__ = ["convert_checkpoint", "convert_config", "convert_state_dict", "infer_config", "map_key"]
 
@@ -177,12 +177,6 @@ def map_key(key: str, num_blocks: int = 4) -> str | None:
     return None
 
 
-def _expected_shapes(config: XcodecTokenizerConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = XcodecTokenizer(config)
-    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
-
-
 def convert_state_dict(state_dict: dict[str, torch.Tensor], config: XcodecTokenizerConfig) -> dict[str, torch.Tensor]:
     """Original `SoundStream` keys -> `XcodecTokenizer` / `XcodecModel` keys, weight norm folded
     (`weight = g * v / ||v||`, over every axis but 0, as torch's `weight_norm(dim=0)`). Raises on
@@ -206,16 +200,7 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: XcodecTokeni
             raise ValueError(f"{key}: weight norm needs both weight_g and weight_v, found only weight_{''.join(pair)}")
         mapped[key] = torch._weight_norm(pair["v"], pair["g"], 0)
 
-    expected = _expected_shapes(config)
-    problems = [
-        f"{key}: checkpoint {tuple(value.shape)}, model {expected[key]}"
-        for key, value in mapped.items()
-        if key in expected and tuple(value.shape) != expected[key]
-    ]
-    problems += [f"{key}: not in the model" for key in sorted(set(mapped) - set(expected))]
-    problems += [f"{key}: missing from the checkpoint" for key in sorted(set(expected) - set(mapped))]
-    if problems:
-        raise ValueError("checkpoint does not fit the config:\n  " + "\n  ".join(problems[:30]))
+    check_fits_model(mapped, model_shapes(XcodecTokenizer, config), require_all=True, limit=30)
     return mapped
 
 
