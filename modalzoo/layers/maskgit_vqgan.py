@@ -70,6 +70,14 @@ def upsample_nearest2x_conv3x3(hidden_states: torch.Tensor, conv: nn.Conv2d) -> 
     bias = conv.bias.repeat(4) if conv.bias is not None else None
     # Padded by one, a 2x2 valid convolution at (p, q) reads rows p-1..p: phase a starts at row a.
     stacked = F.conv2d(F.pad(hidden_states, [1, 1, 1, 1]), torch.cat(phases), bias)
+    if stacked.is_contiguous(memory_format=torch.channels_last):
+        # Interleave in channels-last memory, [B, H, 2, W, 2, C]: every copy moves whole pixels.
+        stacked = stacked.permute(0, 2, 3, 1).view(batch, height + 1, width + 1, 2, 2, out_channels)
+        output = stacked.new_empty(batch, height, 2, width, 2, out_channels)
+        for a in (0, 1):
+            for b in (0, 1):
+                output[:, :, a, :, b] = stacked[:, a : a + height, b : b + width, a, b]
+        return output.view(batch, 2 * height, 2 * width, out_channels).permute(0, 3, 1, 2)
     stacked = stacked.view(batch, 2, 2, out_channels, height + 1, width + 1)
     output = stacked.new_empty(batch, out_channels, height, 2, width, 2)
     for a in (0, 1):
@@ -158,9 +166,12 @@ class MaskGitVQGANDecoder(nn.Module):
         self.conv_out = SameConv2d(width, out_channels, 3)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.conv_in(latents)
+        # Channels-last activations: oneDNN's 3x3 convolutions over 128 channels at full
+        # resolution run about 20% faster in it (the weights stay NCHW; PyTorch follows the input).
+        hidden_states = self.conv_in(latents.contiguous(memory_format=torch.channels_last))
         for block in self.mid:
             hidden_states = block(hidden_states)
         for block in self.up:
             hidden_states = block(hidden_states)
-        return self.conv_out(F.silu(self.norm_out(hidden_states), inplace=not torch.is_grad_enabled()))
+        pixels = self.conv_out(F.silu(self.norm_out(hidden_states), inplace=not torch.is_grad_enabled()))
+        return pixels.contiguous()
