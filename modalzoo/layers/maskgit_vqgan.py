@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast_conv import upsample_nearest2x_conv3x3
+
 
 def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> tuple[int, int]:
     """TF "SAME": total padding so that output = ceil(size / stride), the odd pixel after."""
@@ -48,42 +50,6 @@ class SameConv2d(nn.Conv2d):
             if top or bottom or left or right:
                 hidden_states = F.pad(hidden_states, [left, right, top, bottom])
         return super().forward(hidden_states)
-
-
-def _fold_rows(weight: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A 3-tap kernel axis applied to a 2x nearest-upsampled signal, as two 2-tap kernels on the
-    signal itself: even outputs see (previous, current + current), odd ones (current + current, next)."""
-    first, middle, last = weight.unbind(dim)
-    return torch.stack([first, middle + last], dim), torch.stack([first + middle, last], dim)
-
-
-def upsample_nearest2x_conv3x3(hidden_states: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """`conv(F.interpolate(x, scale_factor=2, mode="nearest"))` for a 3x3, stride-1, padding-1
-    convolution, computed on the low-resolution input: each of the four output phases is a 2x2
-    convolution of `x`, so the work is 16 instead of 36 multiply-adds per input pixel and
-    channel pair, and the 4x larger upsampled copy is never made. Same result up to fp32
-    rounding (weights that land on the same input pixel are summed first)."""
-    batch, _, height, width = hidden_states.shape
-    even_rows, odd_rows = _fold_rows(conv.weight, 2)
-    phases = [kernel for rows in (even_rows, odd_rows) for kernel in _fold_rows(rows, 3)]  # (a, b) row-major
-    out_channels = conv.out_channels
-    bias = conv.bias.repeat(4) if conv.bias is not None else None
-    # Padded by one, a 2x2 valid convolution at (p, q) reads rows p-1..p: phase a starts at row a.
-    stacked = F.conv2d(F.pad(hidden_states, [1, 1, 1, 1]), torch.cat(phases), bias)
-    if stacked.is_contiguous(memory_format=torch.channels_last):
-        # Interleave in channels-last memory, [B, H, 2, W, 2, C]: every copy moves whole pixels.
-        stacked = stacked.permute(0, 2, 3, 1).view(batch, height + 1, width + 1, 2, 2, out_channels)
-        output = stacked.new_empty(batch, height, 2, width, 2, out_channels)
-        for a in (0, 1):
-            for b in (0, 1):
-                output[:, :, a, :, b] = stacked[:, a : a + height, b : b + width, a, b]
-        return output.view(batch, 2 * height, 2 * width, out_channels).permute(0, 3, 1, 2)
-    stacked = stacked.view(batch, 2, 2, out_channels, height + 1, width + 1)
-    output = stacked.new_empty(batch, out_channels, height, 2, width, 2)
-    for a in (0, 1):
-        for b in (0, 1):
-            output[:, :, :, a, :, b] = stacked[:, a, b, :, a : a + height, b : b + width]
-    return output.view(batch, out_channels, 2 * height, 2 * width)
 
 
 class MaskGitResnetBlock(nn.Module):

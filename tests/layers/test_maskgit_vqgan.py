@@ -8,7 +8,6 @@ from modalzoo.layers.maskgit_vqgan import (
     MaskGitVQGANDecoder,
     SameConv2d,
     same_padding,
-    upsample_nearest2x_conv3x3,
 )
 
 
@@ -48,24 +47,6 @@ def test_decoder_upsamples_and_runs_levels_in_order():
     assert [block.res_blocks[0].conv2.out_channels for block in decoder.up] == [32, 16, 8]
     assert [block.upsample_conv is not None for block in decoder.up] == [True, True, False]
     assert decoder(torch.randn(2, 4, 3, 3)).shape == (2, 3, 12, 12)
-
-
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("size", [(5, 7), (16, 16)])
-def test_folded_upsample_conv_equals_interpolate_then_conv(bias, size, memory_format):
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(6, 10, 3, padding=1, bias=bias)
-    hidden = torch.randn(2, 6, *size).contiguous(memory_format=memory_format).requires_grad_()
-    expected = conv(F.interpolate(hidden, scale_factor=2.0, mode="nearest"))
-    folded = upsample_nearest2x_conv3x3(hidden, conv)
-    assert folded.is_contiguous(memory_format=memory_format)
-    assert folded.shape == expected.shape == (2, 10, 2 * size[0], 2 * size[1])
-    torch.testing.assert_close(folded, expected, atol=2e-6, rtol=1e-6)
-    # training goes through the same path: gradients agree too
-    (weight_grad,) = torch.autograd.grad(folded.square().sum(), conv.weight)
-    (expected_grad,) = torch.autograd.grad(expected.square().sum(), conv.weight)
-    torch.testing.assert_close(weight_grad, expected_grad, atol=1e-4, rtol=1e-4)
 
 
 def test_inference_in_place_activations_match_autograd_path():
