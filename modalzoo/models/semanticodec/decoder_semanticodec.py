@@ -412,9 +412,11 @@ class SemantiCodecDecoder(nn.Module):
         """Decode features `[B, frames, feature_dim]` to `[B, frames * samples_per_frame]` audio.
 
         Each item is windowed as the original decodes one file (`main.py::decode`); the windows of
-        all items are sampled together in batches of `window_batch_size` (all at once by default).
-        `features_mask` `[B, frames]` (True = valid, a prefix) gives per-item lengths; samples past
-        an item's end are zero. With the same `generator` state, the output is bit-identical.
+        all items are sampled in batches of `window_batch_size`: by default all at once on a GPU
+        and one at a time on CPU, where a batch of windows measured 5-10% slower per window (one
+        thread). `features_mask` `[B, frames]` (True = valid, a prefix) gives per-item lengths;
+        samples past an item's end are zero. With the same `generator` state and window batches,
+        the output is bit-identical.
         """
         if features.dim() != 3 or features.shape[-1] != self.feature_dim:
             raise ValueError(f"features must be [batch, frames, {self.feature_dim}], got {tuple(features.shape)}")
@@ -438,7 +440,7 @@ class SemantiCodecDecoder(nn.Module):
                 windows.append(window)
                 owners.append(item)
         stacked = torch.stack(windows)
-        chunk = window_batch_size or len(windows)
+        chunk = window_batch_size or (1 if features.device.type == "cpu" else len(windows))
         mels = []
         for begin in range(0, len(windows), chunk):
             latents = self.sample_latents(stacked[begin : begin + chunk], num_steps=num_steps, guidance_scale=guidance_scale, generator=generator, eta=eta)
