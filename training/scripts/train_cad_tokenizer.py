@@ -55,7 +55,7 @@ def main(argv=None) -> None:
                 end_lr=schedule.end_lr,
             )
             config.steps = planned
-            print(f"{elapsed / 100:.3f} s/step: training for {planned} steps", flush=True)
+            print(f"{elapsed / trainer.step:.3f} s/step: training for {planned} steps", flush=True)
         if trainer.step % config.log_every == 0:
             trainer._log({f"train/{k}": v for k, v in logs.items()} | {"train/elapsed_s": elapsed})
             print(trainer.step, f"{elapsed:.0f}s", {k: round(float(v), 4) for k, v in logs.items()}, flush=True)
