@@ -7,7 +7,8 @@ modalzoo/pretrained/cad_tokenizer_small.
 
 After 100 steps, and every 250 after, the script measures the mean step time and shortens the
 run (and its cosine schedule) so that training ends within `--minutes`; the recipe's `steps` is
-the upper bound.
+the upper bound. With `--recipe NAME --no-ship` it budgets any recipe the same way (the shipped
+vat-small was trained with `--recipe vat_small --no-ship --minutes 29`).
 """
 
 from __future__ import annotations
