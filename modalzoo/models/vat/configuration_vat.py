@@ -40,9 +40,6 @@ class VATConfig(ModalTokenizerConfig):
             first phase. The codebook still fits the (detached) latents meanwhile.
         triplane_low_res / triplane_res: plane side out of the Transformer / after the CNN
             (a power-of-two ratio); triplane_channels: features per plane at `triplane_res`.
-        triplane_position_bands: when > 0 each triplane token also carries the Fourier embedding
-            (this many octaves) of its texel centre on its plane, so the Transformer starts from
-            known positions instead of learning them; 0: learned token embeddings only.
         triplane_patch_size: each triplane token writes a patch of this side (pixel shuffle), so
             the Transformer runs 3 x (triplane_low_res / patch)^2 tokens; 1: a token per texel.
         upsampler_channels: width of the CNN upsampler.
@@ -79,7 +76,6 @@ class VATConfig(ModalTokenizerConfig):
     triplane_res: int = 256
     triplane_channels: int = 32
     triplane_patch_size: int = 1
-    triplane_position_bands: int = 0
     upsampler_channels: int = 128
     mlp_hidden_size: int = 128
     mlp_layers: int = 4

@@ -119,11 +119,6 @@ class VATDecoder(nn.Module):
         self.latent_proj = nn.Linear(config.latent_dim, width)
         self.latent_positions = nn.Parameter(torch.empty(config.num_latent_tokens, width))
         self.triplane_tokens = nn.Parameter(torch.empty(3 * self.token_grid**2, width))
-        if config.triplane_position_bands:
-            self.position_embedding = FourierEmbedding(config.triplane_position_bands)
-            self.position_proj = nn.Linear(self.position_embedding.out_features + 3, width)
-        else:
-            self.position_embedding = None
         self.transformer = _transformer(width, config.decoder_num_layers, config.decoder_num_heads, config.mlp_ratio)
         self.to_planes = nn.Linear(width, config.upsampler_channels * self.patch**2)
         stages = int(math.log2(config.triplane_res // config.triplane_low_res))
@@ -138,24 +133,10 @@ class VATDecoder(nn.Module):
         layers.append(nn.Linear(features, 1))
         self.occupancy_head = nn.Sequential(*layers)
 
-    def _texel_positions(self, device) -> torch.Tensor:
-        """Token centres as 3-D points on their planes (xy: z = 0, xz: y = 0, yz: x = 0) plus a
-        one-hot plane id: `[3 * grid^2, 6]`, in the order of `triplane_tokens`."""
-        axis = (torch.arange(self.token_grid, device=device) + 0.5) * (2.0 / self.token_grid) - 1.0
-        # a token's row follows the plane's second axis, its column the first (as grid_sample reads)
-        second, first = (a.flatten() for a in torch.meshgrid(axis, axis, indexing="ij"))
-        zero = torch.zeros_like(first)
-        points = torch.cat([torch.stack(p, -1) for p in ((first, second, zero), (first, zero, second), (zero, first, second))])
-        plane_ids = torch.eye(3, device=device).repeat_interleave(first.numel(), 0)
-        return torch.cat([self.position_embedding(points), plane_ids], -1)
-
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         batch = latents.shape[0]
         tokens = self.latent_proj(latents) + self.latent_positions
-        planes = self.triplane_tokens
-        if self.position_embedding is not None:
-            planes = planes + self.position_proj(self._texel_positions(planes.device).to(planes.dtype))
-        planes = planes.expand(batch, -1, -1).to(tokens.dtype)
+        planes = self.triplane_tokens.expand(batch, -1, -1).to(tokens.dtype)
         hidden = self.transformer(torch.cat([tokens, planes], dim=1))[:, tokens.shape[1] :]
         grid = self.to_planes(hidden).view(batch * 3, self.token_grid, self.token_grid, -1).permute(0, 3, 1, 2)
         planes = self.upsampler(F.pixel_shuffle(grid, self.patch))
