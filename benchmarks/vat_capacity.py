@@ -32,8 +32,8 @@ def fit(model, processor, shape, variable, to_triplane, steps: int, seed: int, l
     optimizer, rng = torch.optim.Adam([variable], lr), np.random.default_rng(seed)
     for _ in range(steps):
         item = processor.training_item(shape, rng)
-        probability = model.occupancy(to_triplane(variable), torch.from_numpy(item["queries"])[None])[0]
-        loss = F.binary_cross_entropy(probability.clamp(1e-6, 1 - 1e-6), torch.from_numpy(item["occupancy"]).float())
+        logits = model.decoder.occupancy_logits(to_triplane(variable), torch.from_numpy(item["queries"])[None])[0]
+        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(item["occupancy"]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

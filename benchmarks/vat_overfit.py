@@ -40,9 +40,10 @@ def main(argv=None) -> None:
             processor.training_item(shapes[(step * args.batch_size + slot) % len(shapes)], np.random.default_rng([step, slot]))
             for slot in range(args.batch_size)
         ]
-        losses = model(**processor.collate_training_items(items)).losses
+        output = model(**processor.collate_training_items(items))
+        losses = output.losses
         optimizer.zero_grad()
-        sum(losses.values()).backward()
+        output.loss.backward()
         optimizer.step()
         if step % 100 == 0:
             print(f"step {step} ({time.perf_counter() - started:.0f} s): near-surface BCE {losses['occupancy_near'].item():.3f}, "
