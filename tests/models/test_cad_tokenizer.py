@@ -12,8 +12,9 @@ from transformers import AutoFeatureExtractor, AutoModel
 import modalzoo
 from modalzoo.data.cad import CADValidationError, cad_sequences_heldout, write_cadfusion, write_deepcad
 from modalzoo.models.cad_tokenizer import CADTokenizerModel, CodeTokenBinding
-from modalzoo.models.cad_tokenizer.grammar import EOS, LINE, LOOP_END, VALUE_BASE, Grammar, State
+from modalzoo.models.cad_tokenizer.grammar import CIRCLE, EOS, LINE, LOOP_END, VALUE_BASE, Grammar, State
 from modalzoo.models.cad_tokenizer.modeling_cad_tokenizer import squared_emd
+from modalzoo.models.cad_tokenizer.primitives import primitive_ids
 from modalzoo.models.cad_tokenizer.processing_cad_tokenizer import sequence_to_tokens, tokens_to_sequence
 
 SHIPPED = Path(modalzoo.__file__).parent / "pretrained" / "cad_tokenizer_small"
@@ -99,10 +100,22 @@ def test_one_code_per_primitive_and_padding_does_not_change_codes(sequences):
             expected = loops + 4 * pairs
         assert torch.equal(count, expected)
     assert torch.equal(tiny(extrude_pooling="extrusion")[0].num_codes(**batch), curves + pairs)
+    circles = torch.tensor([sum(c.kind == "circle" for _, c in s.curves) for s in sequences])
+    assert circles.sum() > 0
+    assert torch.equal(tiny(split_circles=True)[0].num_codes(**batch), curves + circles + 4 * pairs)
     for index in (0, 5):
         alone = model.encode(**processor(sequences[index]))
         count = int(encoded.codes_mask[index].sum())
         assert torch.equal(alone.codes[0, 0], encoded.codes[index, 0, :count])
+
+
+def test_a_split_circle_starts_its_second_code_at_the_right_point():
+    circle = [CIRCLE] + [VALUE_BASE + v for v in (10, 20, 30, 20, 20, 30, 20, 10)] + [LOOP_END]
+    line = [LINE, VALUE_BASE + 1, VALUE_BASE + 2]
+    tokens = torch.tensor([line + circle + line])
+    ids = primitive_ids(tokens, None, "curve", "parameter_groups", split_circles=True)[0].tolist()
+    assert ids == [0] * 3 + [1] * 3 + [2] * 7 + [3] * 3
+    assert primitive_ids(tokens, None, "curve", "parameter_groups")[0].tolist() == [0] * 3 + [1] * 10 + [2] * 3
 
 
 def test_squared_emd_grows_with_the_distance_between_bins():

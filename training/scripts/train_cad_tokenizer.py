@@ -30,9 +30,10 @@ def main(argv=None) -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for the training steps")
     parser.add_argument("--recipe", default="cad_tokenizer_small")
     parser.add_argument("--no-ship", action="store_true", help="leave modalzoo/pretrained untouched")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the machine is shared)")
     parser.add_argument("overrides", nargs="*", help="recipe key=value overrides")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     from modalzoo.training import Trainer, load_recipe
     from modalzoo.training.reporting import save_final

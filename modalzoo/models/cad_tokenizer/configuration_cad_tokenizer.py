@@ -13,6 +13,9 @@ Attributes:
         scale, offset) or "extrusion" (one code per extrusion, as the paper describes; our
         procedural extrusions are uniformly random and carry ~30 bits, more than one 11-bit code).
         Ignored by "single" pooling.
+    split_circles: with "curve" pooling, two codes per circle (CIRCLE + its left point, then the
+        other three points: the radius), as `primitives.py` explains; a circle's ~18 bits do not
+        fit one 11-bit code. False keeps one code per circle, as in the paper.
     codebook_size / codebook_dim: the single VQ codebook (l2-normalised, low-dimensional codes).
     dead_code_threshold: in training, codes whose usage EMA falls below it are re-seeded from
         the batch's encoder outputs (keeps the 2048-entry codebook in use).
@@ -40,6 +43,7 @@ class CADTokenizerConfig(ModalTokenizerConfig):
     dropout: float = 0.0
     pooling: str = "curve"
     extrude_pooling: str = "parameter_groups"
+    split_circles: bool = False
     codebook_size: int = 2048
     codebook_dim: int = 16
     dead_code_threshold: float = 0.05

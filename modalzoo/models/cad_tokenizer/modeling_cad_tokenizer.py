@@ -155,9 +155,13 @@ class CADTokenizerModel(ModalTokenizer):
         ordinal = self.value_embedding(self._value_features(tokens).to(self.value_embedding.weight.dtype))
         return self.token_embedding(tokens) + ordinal + self.position_embedding(positions)
 
+    def _primitive_ids(self, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.LongTensor:
+        config = self.config
+        return primitive_ids(tokens, mask, config.pooling, config.extrude_pooling, config.split_circles and config.pooling == "curve")
+
     # ----- encoder ------------------------------------------------------------------------------------
     def _encode_vectors(self, cad_tokens, attention_mask):
-        ids = primitive_ids(cad_tokens, attention_mask, self.config.pooling, self.config.extrude_pooling)
+        ids = self._primitive_ids(cad_tokens, attention_mask)
         counts = ids.max(dim=1).values + 1
         if int(counts.max()) > self.config.max_primitives:
             raise ValueError(f"an item has {int(counts.max())} primitives; this model takes at most {self.config.max_primitives}")
@@ -236,7 +240,7 @@ class CADTokenizerModel(ModalTokenizer):
         finished = torch.zeros(batch, dtype=torch.bool, device=codes.device)
         for step in range(max_length):
             prefix = tokens[:, :step]
-            ids = primitive_ids(prefix, None, self.config.pooling, self.config.extrude_pooling) if step else prefix
+            ids = self._primitive_ids(prefix, None) if step else prefix
             inputs, primitives, _ = self._teacher_inputs(torch.cat([prefix, prefix.new_zeros(batch, 1)], 1),
                                                          torch.cat([ids, ids.new_zeros(batch, 1)], 1),
                                                          torch.ones(batch, step + 1, dtype=torch.bool, device=codes.device))
@@ -301,7 +305,7 @@ class CADTokenizerModel(ModalTokenizer):
     def num_codes(self, cad_tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.LongTensor:
         """Primitives (codes) per item without running the encoder."""
         cad_tokens, attention_mask = self._check_tokens(cad_tokens, attention_mask)
-        return primitive_ids(cad_tokens, attention_mask, self.config.pooling, self.config.extrude_pooling).max(1).values + 1
+        return self._primitive_ids(cad_tokens, attention_mask).max(1).values + 1
 
 
 __all__ = ["CADCodebook", "CADTokenizerModel", "squared_emd"]
