@@ -42,6 +42,8 @@ def test_config_checks_the_scale_schedule():
         VATConfig(triplane_low_res=8, triplane_res=24)
     with pytest.raises(ValueError, match="multiple of triplane_patch_size"):
         VATConfig(triplane_low_res=8, triplane_patch_size=3)
+    with pytest.raises(ValueError, match="near_surface_sigmas must be positive"):
+        VATConfig(near_surface_sigmas=(0.0, 0.02))
 
 
 def test_patched_triplane_tokens_fill_the_low_resolution_planes():
@@ -226,6 +228,11 @@ def test_training_items_carry_exact_labels():
     assert near.max() < 0.1 and near.mean() < 0.02
     first, second = processor.training_item(sphere, None), processor.training_item(sphere, None)
     np.testing.assert_array_equal(first["queries"], second["queries"])
+    # the config's sigmas reach the processor the trainer builds
+    wide = modalzoo.create_processor(modalzoo.create_config("vat-tiny", near_surface_sigmas=(0.05,)))
+    wide.num_near_queries, wide.num_uniform_queries = 200, 0
+    offsets = np.abs(np.linalg.norm(wide.training_item(sphere, np.random.default_rng(0))["queries"], axis=1) - 0.5)
+    assert 0.03 < offsets.mean() < 0.05  # E|N(0, 0.05)| = 0.040
 
 
 # ----- the shipped model -----------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def main(argv=None) -> None:
     train_seconds = time.perf_counter() - started
     metrics = trainer.run_evaluation()
     trainer.save_checkpoint()
-    config.description += f" ({trainer.step} steps in {train_seconds / 60:.1f} min on one CPU thread)"
+    threads = "one CPU thread" if args.threads == 1 else f"{args.threads} CPU threads"
+    config.description += f" ({trainer.step} steps in {train_seconds / 60:.1f} min on {threads})"
     final = save_final(trainer, history, metrics)
     print(f"trained {trainer.step} steps in {train_seconds / 60:.1f} min; evaluation: {metrics}; final folder {final}", flush=True)
     if not args.no_ship:

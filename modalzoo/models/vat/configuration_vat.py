@@ -50,6 +50,8 @@ class VATConfig(ModalTokenizerConfig):
         grid_resolution: default occupancy grid side that `decode` returns.
         num_near_queries / num_uniform_queries: training queries per shape the processor samples
             near the surface and uniformly in the cube.
+        near_surface_sigmas: standard deviations of the Gaussian offsets of the near-surface
+            queries from surface samples (one drawn per query).
     """
 
     model_type = "vat"
@@ -84,9 +86,11 @@ class VATConfig(ModalTokenizerConfig):
     grid_resolution: int = 128
     num_near_queries: int = 4096
     num_uniform_queries: int = 4096
+    near_surface_sigmas: tuple[float, ...] = (0.005, 0.02)
 
     def __post_init__(self, **kwargs):
         self.scales = [int(s) for s in self.scales]
+        self.near_surface_sigmas = [float(s) for s in self.near_surface_sigmas]
         self._validate()
         super().__post_init__(**kwargs)
 
@@ -110,6 +114,8 @@ class VATConfig(ModalTokenizerConfig):
             )
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size must be >= 2, got {self.codebook_size}")
+        if not self.near_surface_sigmas or min(self.near_surface_sigmas) <= 0:
+            raise ValueError(f"near_surface_sigmas must be positive, got {self.near_surface_sigmas}")
         if self.mlp_layers < 1 or self.num_points < 1 or self.fourier_bands < 0:
             raise ValueError("mlp_layers and num_points must be >= 1 and fourier_bands >= 0")
 

@@ -83,6 +83,7 @@ class VATProcessor(FeatureExtractionMixin):
             num_points=config.num_points,
             num_near_queries=config.num_near_queries,
             num_uniform_queries=config.num_uniform_queries,
+            near_surface_sigmas=config.near_surface_sigmas,
         )
 
     # ----- input -------------------------------------------------------------------------------
