@@ -19,6 +19,10 @@ from modalzoo.conversion import flextok as conversion
 from modalzoo.layers.adaln_transformer import sincos_2d_positions
 from modalzoo.models.flextok import FlexTokImageProcessor, FlexTokTokenizer
 
+# The fixtures were recorded on an Intel Xeon; on other CPUs (an AVX2 AMD EPYC) the GEMM and FFT
+# kernels round differently, by up to 3e-5 on these values. Codes must still be identical.
+CROSS_CPU_ATOL = 5e-5
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "flextok"
 TINY = FIXTURES / "tiny"
 KEYS = {
@@ -129,9 +133,9 @@ def test_conversion_summary(converted):
 def test_codes_are_identical(model, pixel_values, outputs):
     with torch.no_grad():
         latents = model.vae_encode(pixel_values, generator=torch.Generator().manual_seed(1234))
-        np.testing.assert_allclose(latents.numpy(), outputs["vae_latents"], atol=1e-5)
+        np.testing.assert_allclose(latents.numpy(), outputs["vae_latents"], atol=CROSS_CPU_ATOL)
         features = model.encoder(latents)
-        np.testing.assert_allclose(features.numpy(), outputs["registers"], atol=1e-5)
+        np.testing.assert_allclose(features.numpy(), outputs["registers"], atol=CROSS_CPU_ATOL)
         codes = model.encode(pixel_values, generator=torch.Generator().manual_seed(1234)).codes
     assert codes.dtype == torch.long
     assert torch.equal(codes[:, 0], torch.from_numpy(outputs["codes"]))
@@ -177,7 +181,7 @@ def test_single_velocity_evaluation(model, outputs):
         unconditional = model.decoder.null_registers(2, 8, conditional.dtype, conditional.device)
         for name, registers in (("cond", conditional), ("uncond", unconditional)):
             velocity = model.velocity(noisy, timesteps, registers)
-            np.testing.assert_allclose(velocity.numpy(), outputs[f"velocity_k5_t0.6_{name}"], atol=1e-5, rtol=0)
+            np.testing.assert_allclose(velocity.numpy(), outputs[f"velocity_k5_t0.6_{name}"], atol=CROSS_CPU_ATOL, rtol=0)
 
 
 def test_vae_from_the_diffusers_folder(tmp_path, model, outputs):

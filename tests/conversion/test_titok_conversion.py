@@ -19,6 +19,10 @@ from modalzoo.conversion import titok as titok_conversion
 from modalzoo.models.one_d_piece import OneDPieceTokenizer
 from modalzoo.models.titok import TiTokImageProcessor, TiTokTokenizer
 
+# The fixtures were recorded on an Intel Xeon; on other CPUs (an AVX2 AMD EPYC) the GEMM and FFT
+# kernels round differently, by up to 3e-5 on these values. Codes must still be identical.
+CROSS_CPU_ATOL = 5e-5
+
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TITOK_KEYS = {
     "titok-l32.json": "titok-l32",
@@ -148,13 +152,13 @@ def test_vq_parity_with_the_original(converted, case):
         codes = model.encode(pixel_values).codes
         decoded = model.decode(codes).values
         logits = model.decoder(model.quantizer.lookup(codes)) if model.config.is_legacy else None
-    torch.testing.assert_close(features, original_layout(np.load(folder / "z.npy")), atol=1e-5, rtol=0)
+    torch.testing.assert_close(features, original_layout(np.load(folder / "z.npy")), atol=CROSS_CPU_ATOL, rtol=0)
     assert torch.equal(codes, torch.from_numpy(np.load(folder / "codes.npy")))
     assert len(torch.unique(codes)) > 4  # the fixture's codes depend on the image
-    torch.testing.assert_close(decoded, torch.from_numpy(np.load(folder / "decoded.npy")), atol=1e-5, rtol=0)
+    torch.testing.assert_close(decoded, torch.from_numpy(np.load(folder / "decoded.npy")), atol=CROSS_CPU_ATOL, rtol=0)
     if logits is not None:
         expected = torch.from_numpy(np.load(folder / "logits.npy")).flatten(2).transpose(1, 2)
-        torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(logits, expected, atol=CROSS_CPU_ATOL, rtol=0)
 
 
 def test_vae_parity_with_the_original(converted):
@@ -167,9 +171,9 @@ def test_vae_parity_with_the_original(converted):
         decoded = model.decode(latents=encoded.latents).values
         sample = model.encode(pixel_values, sample=True, generator=torch.Generator().manual_seed(1234)).latents
     assert encoded.codes is None
-    torch.testing.assert_close(encoded.latents, original_layout(np.load(folder / "latents_mean.npy")), atol=1e-5, rtol=0)
-    torch.testing.assert_close(sample, original_layout(np.load(folder / "latents_sample_seed1234.npy")), atol=1e-5, rtol=0)
-    torch.testing.assert_close(decoded, torch.from_numpy(np.load(folder / "decoded.npy")), atol=1e-5, rtol=0)
+    torch.testing.assert_close(encoded.latents, original_layout(np.load(folder / "latents_mean.npy")), atol=CROSS_CPU_ATOL, rtol=0)
+    torch.testing.assert_close(sample, original_layout(np.load(folder / "latents_sample_seed1234.npy")), atol=CROSS_CPU_ATOL, rtol=0)
+    torch.testing.assert_close(decoded, torch.from_numpy(np.load(folder / "decoded.npy")), atol=CROSS_CPU_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("length", [1, 3, 8])
@@ -182,7 +186,7 @@ def test_one_d_piece_prefix_parity(converted, length):
         decoded = model.decode(codes[..., :length]).values
         encoded = model.encode(torch.from_numpy(np.load(folder / "input.npy")), num_tokens=length).codes
     assert torch.equal(encoded, codes[..., :length])
-    torch.testing.assert_close(decoded, torch.from_numpy(np.load(folder / f"decoded_k{length}.npy")), atol=1e-5, rtol=0)
+    torch.testing.assert_close(decoded, torch.from_numpy(np.load(folder / f"decoded_k{length}.npy")), atol=CROSS_CPU_ATOL, rtol=0)
 
 
 def test_one_d_piece_tail_token_drop_draws_as_the_original(converted):

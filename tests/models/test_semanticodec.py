@@ -20,6 +20,10 @@ from modalzoo.conversion.checkpoint_io import load_checkpoint
 from modalzoo.conversion.semanticodec import split_state_dict
 from modalzoo.models.semanticodec import SemantiCodecFeatureExtractor, SemantiCodecModel
 
+# The fixtures were recorded on an Intel Xeon; on other CPUs (an AVX2 AMD EPYC) the GEMM and FFT
+# kernels round differently, by up to 3e-5 on these values. Codes must still be identical.
+CROSS_CPU_ATOL = 5e-5
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "semanticodec" / "encoder"
 
 
@@ -69,10 +73,10 @@ def test_feature_extractor_matches_the_original_filterbank(inputs):
     recorded = np.load(FIXTURES / "fbank.npz")
     batch = processor([inputs["short"], inputs["long"], inputs["exact"]], sampling_rate=16000)
     assert batch["input_features"].shape == (3, 2048, 128)
-    np.testing.assert_allclose(batch["input_features"][0, :1024].numpy(), recorded["short"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(batch["input_features"][0, :1024].numpy(), recorded["short"], atol=CROSS_CPU_ATOL, rtol=0)
     for index, name in ((1, "long"), (2, "exact")):
         features = batch["input_features"][index].numpy()
-        np.testing.assert_allclose(np.concatenate([features[:64], features[1000:1048], features[-64:]]), recorded[name], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(np.concatenate([features[:64], features[1000:1048], features[-64:]]), recorded[name], atol=CROSS_CPU_ATOL, rtol=0)
     # the short item's second segment is the constant padding row (masked by the encoder)
     assert torch.all(batch["input_features"][0, 1024:] == batch["input_features"][0, -1, 0])
     assert batch["padding_mask"].sum(-1).tolist() == [inputs[name].shape[0] for name in ("short", "long", "exact")]
