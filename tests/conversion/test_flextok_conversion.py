@@ -18,10 +18,7 @@ import modalzoo
 from modalzoo.conversion import flextok as conversion
 from modalzoo.layers.adaln_transformer import sincos_2d_positions
 from modalzoo.models.flextok import FlexTokImageProcessor, FlexTokTokenizer
-
-# The fixtures were recorded on an Intel Xeon; on other CPUs (an AVX2 AMD EPYC) the GEMM and FFT
-# kernels round differently, by up to 3e-5 on these values. Codes must still be identical.
-CROSS_CPU_ATOL = 5e-5
+from tolerances import CROSS_CPU_ATOL
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "flextok"
 TINY = FIXTURES / "tiny"

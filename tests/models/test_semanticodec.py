@@ -19,10 +19,7 @@ from modalzoo import create_config, create_model, create_processor, list_models
 from modalzoo.conversion.checkpoint_io import load_checkpoint
 from modalzoo.conversion.semanticodec import split_state_dict
 from modalzoo.models.semanticodec import SemantiCodecFeatureExtractor, SemantiCodecModel
-
-# The fixtures were recorded on an Intel Xeon; on other CPUs (an AVX2 AMD EPYC) the GEMM and FFT
-# kernels round differently, by up to 3e-5 on these values. Codes must still be identical.
-CROSS_CPU_ATOL = 5e-5
+from tolerances import CROSS_CPU_ATOL
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "semanticodec" / "encoder"
 

@@ -157,7 +157,7 @@ class CADTokenizerModel(ModalTokenizer):
 
     def _primitive_ids(self, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.LongTensor:
         config = self.config
-        return primitive_ids(tokens, mask, config.pooling, config.extrude_pooling, config.split_circles and config.pooling == "curve")
+        return primitive_ids(tokens, mask, config.pooling, config.extrude_pooling, config.split_circles)
 
     # ----- encoder ------------------------------------------------------------------------------------
     def _encode_vectors(self, cad_tokens, attention_mask):
