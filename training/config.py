@@ -53,6 +53,9 @@ class DataSection:
     segment_seconds: float | None = None  # audio crop length (required for audio)
     gain_db: list[float] | None = None  # audio: peak-normalise to a random level in [low, high] dBFS
     procedural_items: int = 256  # dataset size for procedural sources
+    # > 1: draw this many batches' worth of items at a time and batch them by length (less padding
+    # for variable-length items such as CAD sequences)
+    group_by_length: int = 1
 
 
 @dataclass

@@ -287,6 +287,12 @@ class ProcessorItemTransform:
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         return self.processor.collate_training_items(items)
 
+    def length(self, item) -> int:
+        """The padded dimension of an item (for `data.group_by_length`)."""
+        if not hasattr(self.processor, "training_item_length"):
+            raise ValueError(f"data.group_by_length needs {type(self.processor).__name__}.training_item_length()")
+        return self.processor.training_item_length(item)
+
 
 def build_transform(section: DataSection, processor, modality: str, seed: int, *, train: bool):
     if modality not in ("image", "audio", "speech"):
@@ -385,6 +391,7 @@ class TrainBatches:
         seed: int,
         num_workers: int = 0,
         position: DataPosition | None = None,
+        group_by_length: int = 1,
     ):
         self.dataset = dataset
         self.transform = transform
@@ -394,34 +401,54 @@ class TrainBatches:
         self.seed = seed
         self.num_workers = num_workers
         self.position = position or DataPosition()
+        if group_by_length < 1:
+            raise ValueError(f"data.group_by_length must be >= 1, got {group_by_length}")
+        if group_by_length > 1 and not hasattr(transform, "length"):
+            raise ValueError("data.group_by_length needs items with a length (CAD sequences); images and audio crops have one size")
+        self.group = group_by_length
         self.streaming = not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__")
+        if self.streaming and group_by_length > 1:
+            raise ValueError("data.group_by_length works on map-style datasets (procedural, Hub, folders), not on streams")
         self._iterator = None
 
+    def _grouped_collate(self, items: list) -> list[dict[str, torch.Tensor]]:
+        """`group` batches' worth of items -> `group` batches of similar lengths (less padding)."""
+        order = sorted(items, key=self.transform.length)
+        return [self.transform.collate(order[first : first + self.batch_size]) for first in range(0, len(items), self.batch_size)]
+
     def _map_batches(self):
+        group = self.group
         sampler = _ShardedBatches(
             len(self.dataset),
-            batch_size=self.batch_size,
+            batch_size=self.batch_size * group,
             rank=self.rank,
             world_size=self.world_size,
             seed=self.seed,
-            position=DataPosition(self.position.epoch, self.position.batches),
+            position=DataPosition(self.position.epoch, self.position.batches // group),
         )
+        skip = self.position.batches % group  # resumed inside a group
         loader = torch.utils.data.DataLoader(
             _MapItems(self.dataset, self.transform),
             batch_sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=self.transform.collate,
+            collate_fn=self.transform.collate if group == 1 else self._grouped_collate,
             # a private generator: creating the iterator must not draw from the global RNG,
             # whose state checkpoints restore
             generator=torch.Generator().manual_seed(self.seed),
             persistent_workers=self.num_workers > 0,
         )
-        batches_per_epoch = sampler.batches_per_epoch
-        for batch in loader:
-            self.position.batches += 1
-            if self.position.batches == batches_per_epoch:
-                self.position.epoch, self.position.batches = self.position.epoch + 1, 0
-            yield batch
+        batches_per_epoch = sampler.batches_per_epoch * group
+        for loaded in loader:
+            if group > 1:  # the sorted batches in an order drawn from (seed, epoch, group index)
+                index = self.position.batches // group
+                order = torch.randperm(group, generator=torch.Generator().manual_seed((self.seed * 100_003 + self.position.epoch) * 100_003 + index))
+                loaded = [loaded[int(i)] for i in order]
+            for batch in [loaded] if group == 1 else loaded[skip:]:
+                self.position.batches += 1
+                if self.position.batches == batches_per_epoch:
+                    self.position.epoch, self.position.batches = self.position.epoch + 1, 0
+                yield batch
+            skip = 0
 
     def _stream_batches(self):
         global_batch = self.batch_size * self.world_size

@@ -197,6 +197,7 @@ class Trainer:
             seed=config.seed,
             num_workers=data.num_workers,
             position=self.position,
+            group_by_length=data.group_by_length,
         )
         eval_set = train_set
         if data.eval_source or data.eval_split:

@@ -14,7 +14,7 @@ from modalzoo.data.cad import CADValidationError, cad_sequences_heldout, write_c
 from modalzoo.models.cad_tokenizer import CADTokenizerModel, CodeTokenBinding
 from modalzoo.models.cad_tokenizer.grammar import CIRCLE, EOS, LINE, LOOP_END, VALUE_BASE, Grammar, State
 from modalzoo.models.cad_tokenizer.modeling_cad_tokenizer import squared_emd
-from modalzoo.models.cad_tokenizer.primitives import primitive_ids
+from modalzoo.models.cad_tokenizer.primitives import primitive_ids, primitive_ids_and_offsets
 from modalzoo.models.cad_tokenizer.processing_cad_tokenizer import sequence_to_tokens, tokens_to_sequence
 
 SHIPPED = Path(modalzoo.__file__).parent / "pretrained" / "cad_tokenizer_small"
@@ -116,6 +116,22 @@ def test_a_split_circle_starts_its_second_code_at_the_right_point():
     ids = primitive_ids(tokens, None, "curve", "parameter_groups", split_circles=True)[0].tolist()
     assert ids == [0] * 3 + [1] * 3 + [2] * 7 + [3] * 3
     assert primitive_ids(tokens, None, "curve", "parameter_groups")[0].tolist() == [0] * 3 + [1] * 10 + [2] * 3
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    mask[0, -1] = False
+    _, offsets = primitive_ids_and_offsets(tokens, mask, "curve", "parameter_groups", split_circles=True)
+    assert offsets[0].tolist() == [0, 1, 2] + [0, 1, 2] + list(range(7)) + [0, 1, 0]  # the last token is masked
+
+
+def test_offset_embedding_gives_each_position_in_a_primitive_its_own_input(sequences):
+    model, processor = tiny(offset_embedding=True, split_circles=True)
+    batch = processor(sequences[:4])
+    plain = model(**batch).values
+    with torch.no_grad():
+        model.offset_embedding.weight.zero_()
+    assert not torch.allclose(model(**batch).values, plain)
+    encoded = model.encode(**batch)
+    decoded = model.decode(encoded.codes, codes_mask=encoded.codes_mask, max_length=60)
+    assert all(sequence is not None for sequence in processor.postprocess(decoded.values, decoded.values_mask))
 
 
 def test_squared_emd_grows_with_the_distance_between_bins():

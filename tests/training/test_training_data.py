@@ -106,3 +106,39 @@ def test_procedural_sources():
     assert rate == 16000 and audio.shape == (16000,)
     with pytest.raises(ValueError, match="unknown procedural"):
         ProceduralDataset("nothing", "image", num_items=1)
+
+
+def _cad_batches(group: int, position: DataPosition | None = None) -> TrainBatches:
+    section = DataSection(source="procedural:cad_sequences", procedural_items=96)
+    dataset = load_source(section, "cad", source=section.source, split="train", seed=0)
+    transform = build_transform(section, create_processor("cad-tokenizer-tiny"), "cad", seed=0, train=True)
+    return TrainBatches(dataset, transform, batch_size=4, rank=0, world_size=1, seed=0, position=position, group_by_length=group)
+
+
+def _rows(batch: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+    return [tuple(row[mask].tolist()) for row, mask in zip(batch["cad_tokens"], batch["attention_mask"])]
+
+
+def test_group_by_length_batches_similar_lengths_from_the_same_items():
+    plain, grouped = _cad_batches(1), _cad_batches(8)
+    plain_batches = [next(plain) for _ in range(8)]
+    grouped_batches = [next(grouped) for _ in range(8)]
+    # the same 32 sequences (one group of 8 batches), regrouped by length
+    assert sorted(sum(map(_rows, plain_batches), [])) == sorted(sum(map(_rows, grouped_batches), []))
+    padding = lambda batches: sum(int((~b["attention_mask"]).sum()) for b in batches)  # noqa: E731
+    assert padding(grouped_batches) < padding(plain_batches) / 3
+    spans = sorted((int(b["attention_mask"].sum(1).min()), int(b["attention_mask"].sum(1).max())) for b in grouped_batches)
+    assert all(high <= next_low for (_, high), (next_low, _) in zip(spans, spans[1:]))  # disjoint length ranges
+    assert grouped.position == DataPosition(epoch=0, batches=8)
+    # resuming inside a group replays the rest of it, then the next group
+    more = [next(grouped) for _ in range(12)]
+    assert grouped.position == DataPosition(epoch=0, batches=20)
+    resumed = _cad_batches(8, DataPosition(0, 11))
+    for expected in more[3:]:
+        assert _rows(next(resumed)) == _rows(expected)
+
+
+def test_group_by_length_needs_items_with_a_length(photo_folder):
+    _, dataset, transform = _image_data(photo_folder)
+    with pytest.raises(ValueError, match="group_by_length"):
+        TrainBatches(dataset, transform, batch_size=2, rank=0, world_size=1, seed=0, group_by_length=2)

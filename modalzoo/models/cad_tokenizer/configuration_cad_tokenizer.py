@@ -16,6 +16,9 @@ Attributes:
     split_circles: with "curve" pooling, two codes per circle (CIRCLE + its left point, then the
         other three points: the radius), as `primitives.py` explains; a circle's ~18 bits do not
         fit one 11-bit code. False keeps one code per circle, as in the paper.
+    offset_embedding: add a learned embedding of each token's offset within its primitive to the
+        inputs of both transformers, so a code's value for "the n-th number of this curve" is a
+        direct lookup (False: the shipped cad-tokenizer-small of the first sessions has none).
     codebook_size / codebook_dim: the single VQ codebook (l2-normalised, low-dimensional codes).
     dead_code_threshold: in training, codes whose usage EMA falls below it are re-seeded from
         the batch's encoder outputs (keeps the 2048-entry codebook in use).
@@ -44,6 +47,7 @@ class CADTokenizerConfig(ModalTokenizerConfig):
     pooling: str = "curve"
     extrude_pooling: str = "parameter_groups"
     split_circles: bool = False
+    offset_embedding: bool = False
     codebook_size: int = 2048
     codebook_dim: int = 16
     dead_code_threshold: float = 0.05

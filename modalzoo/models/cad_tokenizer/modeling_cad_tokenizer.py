@@ -22,9 +22,10 @@ from torch import nn
 from ...modeling_utils import DecoderOutput, EncoderOutput, ModalTokenizer, TokenizerOutput
 from .configuration_cad_tokenizer import CADTokenizerConfig
 from .grammar import AXIS_BASE, BOS, EOS, PAD, VALUE_BASE, Grammar, State
-from .primitives import primitive_ids
+from .primitives import primitive_ids_and_offsets
 
 ORDINAL_FREQUENCIES = 8
+MAX_OFFSET = 31  # offsets within a primitive beyond this share one embedding (loop / single pooling)
 
 
 # ordinal bin ranges of the vocabulary: value bins, and the three axis values -1 / 0 / +1
@@ -110,6 +111,7 @@ class CADTokenizerModel(ModalTokenizer):
         self.position_embedding = nn.Embedding(config.max_sequence_length + 1, width)
         # 0: before any primitive (BOS); i + 1: primitive i (decoder inputs and code memory)
         self.primitive_embedding = nn.Embedding(config.max_primitives + 1, width)
+        self.offset_embedding = nn.Embedding(MAX_OFFSET + 1, width) if config.offset_embedding else None
 
         def layer(kind):
             return kind(width, config.num_heads, config.intermediate_size, config.dropout, batch_first=True, norm_first=True)
@@ -150,31 +152,38 @@ class CADTokenizerModel(ModalTokenizer):
         features = torch.cat([torch.ones_like(unit).unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
         return features * is_value.unsqueeze(-1)
 
-    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _embed(self, tokens: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         ordinal = self.value_embedding(self._value_features(tokens).to(self.value_embedding.weight.dtype))
-        return self.token_embedding(tokens) + ordinal + self.position_embedding(positions)
+        embedded = self.token_embedding(tokens) + ordinal + self.position_embedding(positions)
+        if self.offset_embedding is not None:
+            embedded = embedded + self.offset_embedding(offsets.clamp(max=MAX_OFFSET))
+        return embedded
+
+    def _primitive_layout(self, tokens: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """Primitive index of each token and its offset within the primitive (`primitives.py`)."""
+        config = self.config
+        return primitive_ids_and_offsets(tokens, mask, config.pooling, config.extrude_pooling, config.split_circles)
 
     def _primitive_ids(self, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.LongTensor:
-        config = self.config
-        return primitive_ids(tokens, mask, config.pooling, config.extrude_pooling, config.split_circles)
+        return self._primitive_layout(tokens, mask)[0]
 
     # ----- encoder ------------------------------------------------------------------------------------
     def _encode_vectors(self, cad_tokens, attention_mask):
-        ids = self._primitive_ids(cad_tokens, attention_mask)
+        ids, offsets = self._primitive_layout(cad_tokens, attention_mask)
         counts = ids.max(dim=1).values + 1
         if int(counts.max()) > self.config.max_primitives:
             raise ValueError(f"an item has {int(counts.max())} primitives; this model takes at most {self.config.max_primitives}")
         if (counts < 1).any():
             raise ValueError("every item needs at least one primitive (a curve)")
-        features = self.encoder(self._embed(cad_tokens), src_key_padding_mask=~attention_mask)
+        features = self.encoder(self._embed(cad_tokens, offsets), src_key_padding_mask=~attention_mask)
         features = self.encoder_norm(features)
         slots = int(counts.max())
         index = ids.masked_fill(ids < 0, slots).unsqueeze(-1).expand_as(features)
         pooled = features.new_full((features.shape[0], slots + 1, features.shape[-1]), float("-inf"))
         pooled = pooled.scatter_reduce(1, index, features, reduce="amax", include_self=True)[:, :slots]
         codes_mask = torch.arange(slots, device=ids.device) < counts.unsqueeze(1)
-        return self.to_code(pooled.masked_fill(~codes_mask.unsqueeze(-1), 0.0)), codes_mask, ids
+        return self.to_code(pooled.masked_fill(~codes_mask.unsqueeze(-1), 0.0)), codes_mask, (ids, offsets)
 
     def encode(self, cad_tokens: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> EncoderOutput:
         """`cad_tokens` `[B, L]` (EOS-terminated, PAD=0 after) -> codes `[B, 1, P]`, one per primitive."""
@@ -193,10 +202,10 @@ class CADTokenizerModel(ModalTokenizer):
         slots = torch.arange(1, quantized.shape[1] + 1, device=quantized.device)
         return self.from_code(quantized) + self.primitive_embedding(slots)
 
-    def _decoder_logits(self, inputs, input_primitives, memory, memory_mask, input_mask=None):
+    def _decoder_logits(self, inputs, input_primitives, input_offsets, memory, memory_mask, input_mask=None):
         length = inputs.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).triu(1)  # True: masked
-        hidden = self._embed(inputs) + self.primitive_embedding(input_primitives)
+        hidden = self._embed(inputs, input_offsets) + self.primitive_embedding(input_primitives)
         # The next token belongs to the input token's primitive or to the one after it: both code
         # vectors are added to the input (cross-attention alone is slow to learn this lookup).
         slots = memory.shape[1]
@@ -212,13 +221,16 @@ class CADTokenizerModel(ModalTokenizer):
         )
         return self.head(self.decoder_norm(hidden))
 
-    def _teacher_inputs(self, cad_tokens, ids, attention_mask):
-        """BOS + tokens[:-1] and the primitive index (+1, 0 for BOS) of each input token."""
+    def _teacher_inputs(self, cad_tokens, layout, attention_mask):
+        """BOS + tokens[:-1], and the primitive index (+1, 0 for BOS) and offset within the
+        primitive of each input token."""
+        ids, offsets = layout
         bos = torch.full_like(cad_tokens[:, :1], BOS)
         inputs = torch.cat([bos, cad_tokens[:, :-1]], dim=1)
         primitives = torch.cat([torch.zeros_like(ids[:, :1]), (ids[:, :-1] + 1).clamp(min=0)], dim=1)
+        input_offsets = torch.cat([torch.zeros_like(offsets[:, :1]), offsets[:, :-1]], dim=1)
         input_mask = torch.cat([torch.ones_like(attention_mask[:, :1]), attention_mask[:, :-1]], dim=1)
-        return inputs, primitives.clamp(max=self.config.max_primitives), input_mask
+        return inputs, primitives.clamp(max=self.config.max_primitives), input_offsets, input_mask
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, *, codes_mask: torch.Tensor | None = None, constrained: bool = True,
@@ -240,11 +252,12 @@ class CADTokenizerModel(ModalTokenizer):
         finished = torch.zeros(batch, dtype=torch.bool, device=codes.device)
         for step in range(max_length):
             prefix = tokens[:, :step]
-            ids = self._primitive_ids(prefix, None) if step else prefix
-            inputs, primitives, _ = self._teacher_inputs(torch.cat([prefix, prefix.new_zeros(batch, 1)], 1),
-                                                         torch.cat([ids, ids.new_zeros(batch, 1)], 1),
-                                                         torch.ones(batch, step + 1, dtype=torch.bool, device=codes.device))
-            logits = self._decoder_logits(inputs, primitives, memory, memory_mask)[:, -1].float()
+            ids, offsets = self._primitive_layout(prefix, None) if step else (prefix, prefix)
+            pad = prefix.new_zeros(batch, 1)  # the next token's slot: only its input (the last prefix token) is read
+            inputs, primitives, input_offsets, _ = self._teacher_inputs(
+                torch.cat([prefix, pad], 1), (torch.cat([ids, pad], 1), torch.cat([offsets, pad], 1)),
+                torch.ones(batch, step + 1, dtype=torch.bool, device=codes.device))
+            logits = self._decoder_logits(inputs, primitives, input_offsets, memory, memory_mask)[:, -1].float()
             if constrained:
                 allowed = torch.stack([
                     self.grammar.mask(state, step, max_length) if state is not None and state.phase != "done"
@@ -269,13 +282,13 @@ class CADTokenizerModel(ModalTokenizer):
     # ----- training ---------------------------------------------------------------------------------------
     def forward(self, cad_tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TokenizerOutput:
         cad_tokens, attention_mask = self._check_tokens(cad_tokens, attention_mask)
-        vectors, codes_mask, ids = self._encode_vectors(cad_tokens, attention_mask)
+        vectors, codes_mask, layout = self._encode_vectors(cad_tokens, attention_mask)
         quantized_flat, codes_flat, vq_losses = self.quantizer(vectors[codes_mask])
         quantized = vectors.new_zeros(vectors.shape[:2] + (quantized_flat.shape[-1],), dtype=quantized_flat.dtype)
         quantized[codes_mask] = quantized_flat
         memory = self._memory(quantized.to(vectors.dtype))
-        inputs, primitives, input_mask = self._teacher_inputs(cad_tokens, ids, attention_mask)
-        logits = self._decoder_logits(inputs, primitives, memory, codes_mask, input_mask)
+        inputs, primitives, input_offsets, input_mask = self._teacher_inputs(cad_tokens, layout, attention_mask)
+        logits = self._decoder_logits(inputs, primitives, input_offsets, memory, codes_mask, input_mask)
         real_logits, targets = logits[attention_mask], cad_tokens[attention_mask]
         losses = {
             "emd": squared_emd(real_logits, targets, ordinal_ranges(self.config.bits)),

@@ -60,8 +60,18 @@ def primitive_starts(tokens: torch.Tensor, pooling: str, extrude_pooling: str, s
 def primitive_ids(tokens: torch.Tensor, mask: torch.Tensor | None, pooling: str, extrude_pooling: str,
                   split_circles: bool = False) -> torch.LongTensor:
     """`[B, L]` primitive index of each token (0-based); -1 on padding."""
+    return primitive_ids_and_offsets(tokens, mask, pooling, extrude_pooling, split_circles)[0]
+
+
+def primitive_ids_and_offsets(tokens: torch.Tensor, mask: torch.Tensor | None, pooling: str, extrude_pooling: str,
+                              split_circles: bool = False) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """`[B, L]` primitive index of each token (0-based; -1 on padding) and its offset from the
+    primitive's first token (0 on padding)."""
     starts = primitive_starts(tokens, pooling, extrude_pooling, split_circles)
     ids = starts.long().cumsum(dim=1) - 1
+    positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    offsets = _since_last(starts, positions)[1]
     if mask is not None:
         ids = ids.masked_fill(~mask.bool(), -1)
-    return ids
+        offsets = offsets.masked_fill(~mask.bool(), 0)
+    return ids, offsets

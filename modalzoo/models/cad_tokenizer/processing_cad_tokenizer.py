@@ -169,6 +169,9 @@ class CADTokenizerProcessor(FeatureExtractionMixin):
     def training_item(self, value, rng: np.random.Generator | None) -> list[int]:
         return self.tokenize(value)
 
+    def training_item_length(self, item: list[int]) -> int:
+        return len(item)
+
     def collate_training_items(self, items: list[list[int]]) -> dict[str, torch.Tensor]:
         return self._pad(items)
 
