@@ -441,7 +441,8 @@ class TrainBatches:
         for loaded in loader:
             if group > 1:  # the sorted batches in an order drawn from (seed, epoch, group index)
                 index = self.position.batches // group
-                order = torch.randperm(group, generator=torch.Generator().manual_seed((self.seed * 100_003 + self.position.epoch) * 100_003 + index))
+                generator = torch.Generator().manual_seed((self.seed * 100_003 + self.position.epoch) * 100_003 + index)
+                order = torch.randperm(group, generator=generator)
                 loaded = [loaded[int(i)] for i in order]
             for batch in [loaded] if group == 1 else loaded[skip:]:
                 self.position.batches += 1

@@ -4,10 +4,11 @@ Encoder: a bidirectional transformer over the tokens. Pooling: the features of e
 (a curve by default, see `primitives.py`) are max-pooled into one vector, projected to the
 codebook space and quantised against one codebook. Decoder: an autoregressive transformer that
 reads the quantised primitives through cross-attention and predicts the next token; each input
-token also carries the index of the primitive it belongs to, which the decoder follows while it
-generates. Training loss (the paper's): the squared Earth-Mover distance between the predicted
-distribution over ordinal value bins and the target bin, plus the VQ codebook / commitment
-terms; we add token cross-entropy, which sharpens exact bins and types (weights in the recipe).
+token also carries the index of the primitive it belongs to (and, with `offset_embedding`, its
+offset within it, in both transformers), which the decoder follows while it generates. Training
+loss (the paper's): the squared Earth-Mover distance between the predicted distribution over
+ordinal value bins and the target bin, plus the VQ codebook / commitment terms; we add token
+cross-entropy, which sharpens exact bins and types (weights in the recipe).
 Decoding is greedy and, by default, constrained by the grammar automaton (`grammar.py`).
 """
 
