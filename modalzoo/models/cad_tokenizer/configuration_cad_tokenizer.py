@@ -18,10 +18,11 @@ Attributes:
         fit one 11-bit code. False keeps one code per circle, as in the paper.
     offset_embedding: add a learned embedding of each token's offset within its primitive to the
         inputs of both transformers, so a code's value for "the n-th number of this curve" is a
-        direct lookup (False: the shipped cad-tokenizer-small of the first sessions has none).
+        direct lookup (off by default, as in the paper; cad-tokenizer-small turns it on).
     codebook_size / codebook_dim: the single VQ codebook (l2-normalised, low-dimensional codes).
     dead_code_threshold: in training, codes whose usage EMA falls below it are re-seeded from
-        the batch's encoder outputs (keeps the 2048-entry codebook in use).
+        the batch's encoder outputs (keeps the codebook in use); `usage_decay` is that EMA's
+        decay: large codebooks need a slower one (0.99) so rarely hit codes are not re-seeded.
     max_sequence_length: the longest token sequence (EOS included) encoded or decoded.
     max_primitives: the most codes per item.
 """
