@@ -289,8 +289,6 @@ class ProcessorItemTransform:
 
     def length(self, item) -> int:
         """The padded dimension of an item (for `data.group_by_length`)."""
-        if not hasattr(self.processor, "training_item_length"):
-            raise ValueError(f"data.group_by_length needs {type(self.processor).__name__}.training_item_length()")
         return self.processor.training_item_length(item)
 
 
@@ -403,8 +401,9 @@ class TrainBatches:
         self.position = position or DataPosition()
         if group_by_length < 1:
             raise ValueError(f"data.group_by_length must be >= 1, got {group_by_length}")
-        if group_by_length > 1 and not hasattr(transform, "length"):
-            raise ValueError("data.group_by_length needs items with a length (CAD sequences); images and audio crops have one size")
+        if group_by_length > 1 and not hasattr(getattr(transform, "processor", None), "training_item_length"):
+            raise ValueError("data.group_by_length needs items with a length (a processor with training_item_length(), "
+                             "such as CAD sequences'); images and audio crops have one size")
         self.group = group_by_length
         self.streaming = not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__")
         if self.streaming and group_by_length > 1:
